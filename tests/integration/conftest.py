@@ -1,0 +1,90 @@
+"""Factories for isolated use of the real services started by `scripts/services up`.
+
+Every test gets its own topic prefix, consumer group, PostgreSQL schema and Redis key
+prefix, so tests never see each other, and everything is removed afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
+
+from workers.settings import Settings, StoreKind
+
+pytestmark = pytest.mark.integration
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def base_settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+async def settings_factory(
+    base_settings: Settings, unique_id: str
+) -> AsyncIterator[SettingsFactory]:
+    """Make isolated Settings; the topics, schemas and keys they name are removed afterwards."""
+    made: list[Settings] = []
+
+    def make(**overrides: object) -> Settings:
+        n = len(made)
+        suffix = unique_id if n == 0 else f"{unique_id}_{n}"
+        values: dict[str, object] = {
+            "topic_prefix": f"{suffix}.",
+            "consumer_group": f"seatflow-{suffix}",
+            "pg_schema": f"rm_{suffix}",
+            "redis_prefix": f"{suffix}:sf:",
+            "store": StoreKind.MEMORY,
+        }
+        values.update(overrides)
+        settings = base_settings.model_copy(update=values)
+        made.append(settings)
+        return settings
+
+    yield make
+    for settings in made:
+        await _cleanup(settings)
+
+
+async def _cleanup(settings: Settings) -> None:
+    conn = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
+        for suffix in ("_shadow", "_old"):
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}{suffix}" CASCADE')
+    finally:
+        await conn.close()
+    client = aioredis.from_url(settings.redis_url.get_secret_value())
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=f"{settings.topic_prefix}*", count=1000):
+            batch.append(key)
+        async for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
+            batch.append(key)
+        for i in range(0, len(batch), 1000):
+            await client.delete(*batch[i : i + 1000])
+    finally:
+        await client.aclose()
+    if settings.topic_prefix:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def kafka_admin(base_settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap)
+    await admin.start()
+    yield admin
+    await admin.close()

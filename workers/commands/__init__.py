@@ -1,0 +1,1 @@
+"""Subcommands of the `seatflow` command line, one module each."""
