@@ -15,6 +15,7 @@ from workers import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
     "workers.commands.topics",
+    "workers.commands.db",
 )
 
 

@@ -88,3 +88,13 @@ async def kafka_admin(base_settings: Settings) -> AsyncIterator[AIOKafkaAdminCli
     await admin.start()
     yield admin
     await admin.close()
+
+
+@pytest.fixture
+async def migrated_settings(settings_factory: SettingsFactory) -> Settings:
+    """Isolated Settings whose PostgreSQL schema already has the read-model tables."""
+    from workers.db.migrate import migrate
+
+    settings = settings_factory()
+    await migrate(settings.postgres_dsn.get_secret_value(), settings.pg_schema)
+    return settings

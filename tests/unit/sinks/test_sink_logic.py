@@ -1,0 +1,131 @@
+"""The pure parts of the sinks: statement parameters, key helpers, DSN messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from workers.commands.db import describe_dsn, scrub
+from workers.db.migrate import load_migrations, quote_ident
+from workers.projection.model import (
+    CUSTOMER_COUNTERS,
+    DAILY_COUNTERS,
+    Mutations,
+    OrderHeader,
+    ReservationRow,
+)
+from workers.sinks import postgres_sink
+from workers.sinks.postgres_sink import plan_writes
+from workers.sinks.redis_sink import _by_event, _glob_escape
+
+T = datetime(2030, 1, 1, tzinfo=UTC)
+A, B, C = (f"0000000{n}-0000-4000-8000-000000000000" for n in (1, 2, 3))
+
+
+def reservation(rid: str) -> ReservationRow:
+    return ReservationRow(
+        reservation_id=rid, seat_id=A, concert_event_id=None, customer_id="c",
+        section=None, seat_number="A-1-1", base_price=Decimal("1.10"), status="active",
+        created_at=T, expires_at=T, expired_at=None, order_id=None,
+    )  # fmt: skip
+
+
+def header(oid: str) -> OrderHeader:
+    return OrderHeader(
+        order_id=oid, message_id=A, customer_id="c", item_count=1,
+        total_amount=Decimal("2.00"), currency="EUR", placed_at=T,
+    )  # fmt: skip
+
+
+def test_empty_mutations_plan_no_statement() -> None:
+    plan = plan_writes(Mutations())
+    assert plan.rows() == 0
+    assert not (plan.reservations or plan.order_headers or plan.customers or plan.daily)
+
+
+def test_rows_are_sorted_by_key_for_a_stable_lock_order() -> None:
+    m = Mutations(reservations={C: reservation(C), A: reservation(A), B: reservation(B)})
+    plan = plan_writes(m)
+    assert plan.reservations[0] == [A, B, C]
+    assert len(plan.reservations) == 12  # one array per column of the statement
+    assert plan.reservations[6] == [Decimal("1.10")] * 3  # money stays Decimal
+
+
+def test_orders_lock_covers_headers_and_expiry_counts() -> None:
+    m = Mutations(order_headers={C: header(C), A: header(A)}, order_expired_items={B: 1, A: 2})
+    plan = plan_writes(m)
+    assert plan.order_lock == [A, B, C]
+    assert plan.order_headers[0] == [A, C]
+    assert plan.order_expired == [[A, B], [2, 1]]
+
+
+def test_customer_rows_union_deltas_and_activity() -> None:
+    """A customer with only an activity time still gets a row (MemorySink creates one),
+    with zero deltas; a customer with deltas only gets a NULL time (GREATEST skips it)."""
+    m = Mutations(
+        customer={("bob", "orders"): 1, ("bob", "total_spent"): Decimal("9.99")},
+        customer_seen={"amy": T},
+    )
+    plan = plan_writes(m)
+    ids, reservations, holds, expirations, orders, spent, seen = plan.customers
+    assert ids == ["amy", "bob"]
+    assert (reservations, holds, expirations, orders) == ([0, 0], [0, 0], [0, 0], [0, 1])
+    assert spent == [Decimal(0), Decimal("9.99")]
+    assert seen == [T, None]
+
+
+def test_daily_deltas_are_pivoted_per_row() -> None:
+    day = date(2030, 1, 1)
+    m = Mutations(
+        daily={
+            (B, "S", day, "revenue"): Decimal("-0.10"),
+            (A, "S", day, "reservations"): 1,
+            (B, "S", day, "seats_ordered"): -1,
+        }
+    )
+    plan = plan_writes(m)
+    assert plan.daily == [
+        [A, B],
+        ["S", "S"],
+        [day, day],
+        [1, 0],
+        [0, 0],
+        [0, -1],
+        [Decimal(0), Decimal("-0.10")],
+    ]
+
+
+def test_statement_columns_cover_the_model_counters() -> None:
+    """A counter added to model.py needs a migration and SQL here: fail loudly."""
+    assert (*postgres_sink._CUSTOMER_INT_COUNTERS, "total_spent") == CUSTOMER_COUNTERS
+    assert (*postgres_sink._DAILY_INT_COUNTERS, "revenue") == DAILY_COUNTERS
+
+
+def test_seatmap_changes_grouped_by_event() -> None:
+    grouped = _by_event([(B, "s2", "reserved"), (A, "s1", "available"), (B, "s1", "ordered")])
+    assert grouped == [(A, [("s1", "available")]), (B, [("s1", "ordered"), ("s2", "reserved")])]
+
+
+def test_glob_escape() -> None:
+    assert _glob_escape("t1:sf:") == "t1:sf:"
+    assert _glob_escape("a*b?[c]\\") == "a\\*b\\?\\[c\\]\\\\"
+
+
+def test_quote_ident() -> None:
+    assert quote_ident("read_model") == '"read_model"'
+    assert quote_ident('x"; DROP') == '"x""; DROP"'
+
+
+def test_migrations_are_numbered_from_one_without_gaps() -> None:
+    migrations = load_migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    assert migrations[0].name == "0001_read_model"
+    assert "CREATE TABLE IF NOT EXISTS reservations" in migrations[0].sql
+    assert "read_model." not in migrations[0].sql  # unqualified: the runner picks the schema
+
+
+def test_dsn_messages_never_show_the_password() -> None:
+    dsn = "postgresql://seatflow:p%40ss@db.example:6543/rm"
+    assert describe_dsn(dsn) == "db.example:6543/rm"
+    assert describe_dsn("postgresql://u@h/d") == "h:5432/d"
+    assert scrub("auth failed for p@ss\nand p%40ss", dsn) == "auth failed for *** and ***"

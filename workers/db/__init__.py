@@ -1,0 +1,1 @@
+"""The read-model database: its schema migrations (`workers.db.migrate`)."""

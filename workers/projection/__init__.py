@@ -1,0 +1,1 @@
+"""Pure projections: (state, event) -> (new state, read-model mutations). No I/O, no Faust."""

@@ -1,0 +1,313 @@
+"""The seat state machine: every rule of the read side, for one seat, in one place.
+
+A seat's state is the set of facts known about it (its catalog entry, the reservations
+that held it, the orders and expiries that name those reservations), each with the
+position at which the seat projection read it. Everything the read models show about the
+seat is *derived* from that set by `derive`, a pure function, so:
+
+- any cross-topic interleaving converges: the result depends on the set, not on the
+  order in which its facts arrived;
+- a duplicate (the same fact at another position) adds nothing;
+- the mutations of a fact are `diff(derive(facts before it), derive(facts up to it))`,
+  so reading a fact again at the position where it was first read (after a crash, when
+  the table was saved ahead of the sinks) yields exactly the mutations it yielded then,
+  and the sinks' checkpoints decide whether to apply them.
+
+The rules (see ../shared/read-models.md and README.md "Projection rules"):
+
+1. A reservation exists once its creation is known. If several creations name it, the one
+   with the smallest (created_at, message_id) counts.
+2. A reservation is `expired` once an expiry names it (whatever else happened), else
+   `ordered` once an order item names it, else `active`.
+3. The seat's holder is its newest (created_at, reservation_id) reservation that is not
+   expired. An expiry therefore frees the seat only if it names the holder; an expiry of
+   an older reservation never frees a seat that a newer one holds.
+4. Seat status: `available` without a holder, `ordered` if the holder is ordered, else
+   `reserved`.
+5. The seat's concert event, section and number come from its catalog entry
+   (seats-generated; latest generation wins). Before it is known, the concert event comes
+   from an expiry that names it, section and number from the newest creation. Seat maps
+   and availability count only seats whose catalog entry is known; an availability hash
+   has total, available, reserved, ordered and `{section}:available` for every section
+   its catalog names, "0" included.
+6. Orders: each order item is counted on the seat it names; item 0 of an order carries
+   the order's count and amount for its customer. An order is `reservation_expired` when
+   any of its items' reservations expired.
+7. Counters of a reservation (customer reservations, holds, expirations; daily
+   reservations and expirations) and of an order item (daily seats_ordered, revenue) count
+   on the UTC day of the event's own time. A customer's last activity is the latest time
+   of any of its events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from workers.projection.facts import CatalogFact, CreatedFact, ExpiredFact, OrderedFact, SeatFact
+from workers.projection.model import (
+    AVAILABLE,
+    ITEM_ACTIVE,
+    ITEM_RESERVATION_EXPIRED,
+    ORDERED,
+    RES_ACTIVE,
+    RES_EXPIRED,
+    RES_ORDERED,
+    RESERVED,
+    TOTAL,
+    Mutations,
+    OrderHeader,
+    OrderItemRow,
+    ReservationRow,
+    SeatRecord,
+    add_deltas,
+)
+
+Position = tuple[int, int]
+"""Where the seat projection read a fact: (offset in the seat-facts partition, item index)."""
+
+
+@dataclass(slots=True)
+class SeatState:
+    """The facts of one seat, in the order of their positions."""
+
+    seat_id: str
+    facts: list[tuple[Position, SeatFact]] = field(default_factory=list)
+    _view: Mutations | None = field(default=None, repr=False, compare=False)
+
+    def position_of(self, fact_id: str) -> Position | None:
+        for position, fact in self.facts:
+            if fact.fact_id == fact_id:
+                return position
+        return None
+
+    def view(self) -> Mutations:
+        """All read-model content this seat contributes (cached: it is read on every fact)."""
+        if self._view is None:
+            self._view = derive(self.seat_id, (fact for _, fact in self.facts))
+        return self._view
+
+
+def apply(state: SeatState, fact: SeatFact, position: Position) -> Mutations:
+    """Add `fact`, read at `position`, to `state` (in place) and return its mutations."""
+    known_at = state.position_of(fact.fact_id)
+    if known_at is not None and known_at != position:
+        return Mutations()  # the same fact produced twice upstream of us: a duplicate
+    last = state.facts[-1][0] if state.facts else None
+    if known_at is None and (last is None or position > last):
+        before = state.view()
+        state.facts.append((position, fact))
+        state._view = after = derive(state.seat_id, (f for _, f in state.facts))
+        return diff(before, after)
+    if known_at is None:
+        state.facts.append((position, fact))
+        state.facts.sort(key=lambda item: item[0])
+        state._view = None
+    # Read again where it was first read (the table was saved ahead of the sinks): replay
+    # exactly the mutations it produced then.
+    before = derive(state.seat_id, (f for p, f in state.facts if p < position))
+    after = derive(state.seat_id, (f for p, f in state.facts if p <= position))
+    return diff(before, after)
+
+
+# ---------------------------------------------------------------- derivation
+
+
+def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
+    """The read-model content of one seat, as a function of its set of facts."""
+    catalog: CatalogFact | None = None
+    created: dict[str, CreatedFact] = {}
+    expired: dict[str, ExpiredFact] = {}
+    orders: dict[str, OrderedFact] = {}  # one item per order on this seat
+    view = Mutations()
+    seen = view.customer_seen
+
+    def touch(customer_id: str | None, at: object) -> None:
+        if customer_id is not None:
+            current = seen.get(customer_id)
+            if current is None or at > current:  # type: ignore[operator]
+                seen[customer_id] = at  # type: ignore[assignment]
+
+    for fact in facts:
+        if isinstance(fact, CreatedFact):
+            touch(fact.customer_id, fact.created_at)
+            mine = created.get(fact.reservation_id)
+            if mine is None or (fact.created_at, fact.message_id) < (
+                mine.created_at,
+                mine.message_id,
+            ):
+                created[fact.reservation_id] = fact
+        elif isinstance(fact, ExpiredFact):
+            touch(fact.customer_id, fact.expired_at)
+            mine_x = expired.get(fact.reservation_id)
+            if mine_x is None or _expiry_rank(fact) < _expiry_rank(mine_x):
+                expired[fact.reservation_id] = fact
+        elif isinstance(fact, OrderedFact):
+            touch(fact.customer_id, fact.placed_at)
+            mine_o = orders.get(fact.order_id)
+            if mine_o is None or _order_rank(fact) < _order_rank(mine_o):
+                orders[fact.order_id] = fact
+        else:
+            event = fact.concert_event_id
+            view.availability_fields.update(
+                (event, name) for name in (TOTAL, AVAILABLE, RESERVED, ORDERED)
+            )
+            view.availability_fields.add((event, f"{fact.section}:available"))
+            if catalog is None or _catalog_rank(fact) > _catalog_rank(catalog):
+                catalog = fact
+
+    concert_event_id = catalog.concert_event_id if catalog else _expiry_concert_event(expired)
+    ordered_by: dict[str, str] = {}
+    for order in sorted(orders.values(), key=_order_rank, reverse=True):
+        ordered_by[order.reservation_id] = order.order_id  # the smallest rank wins
+
+    # Reservations and the holder (rules 1-3).
+    holder: CreatedFact | None = None
+    holder_status = AVAILABLE
+    customer, daily = view.customer, view.daily
+    for reservation_id, creation in created.items():
+        expiry = expired.get(reservation_id)
+        order_id = ordered_by.get(reservation_id)
+        status = RES_EXPIRED if expiry else RES_ORDERED if order_id else RES_ACTIVE
+        section = creation.section if creation.section is not None else _section(catalog)
+        view.reservations[reservation_id] = ReservationRow(
+            reservation_id=reservation_id,
+            seat_id=seat_id,
+            concert_event_id=concert_event_id,
+            customer_id=creation.customer_id,
+            section=section,
+            seat_number=creation.seat_number,
+            base_price=creation.base_price,
+            status=status,
+            created_at=creation.created_at,
+            expires_at=creation.expires_at,
+            expired_at=expiry.expired_at if expiry else None,
+            order_id=order_id,
+        )
+        who = creation.customer_id
+        _add(customer, (who, "reservations"), 1)
+        if status == RES_ACTIVE:
+            _add(customer, (who, "active_holds"), 1)
+        if expiry:
+            _add(customer, (who, "expirations"), 1)
+        if concert_event_id is not None and section is not None:
+            day = creation.created_at.date()
+            _add(daily, (concert_event_id, section, day, "reservations"), 1)
+            if expiry:
+                _add(daily, (concert_event_id, section, expiry.expired_at.date(), "expirations"), 1)
+        if status != RES_EXPIRED and (holder is None or _newer(creation, holder)):
+            holder = creation
+            holder_status = ORDERED if status == RES_ORDERED else RESERVED
+
+    # Orders (rule 6).
+    for order in orders.values():
+        item_expired = order.reservation_id in expired
+        view.order_items[(order.order_id, seat_id)] = OrderItemRow(
+            order_id=order.order_id,
+            seat_id=seat_id,
+            reservation_id=order.reservation_id,
+            price=order.price,
+            status=ITEM_RESERVATION_EXPIRED if item_expired else ITEM_ACTIVE,
+        )
+        view.order_headers[order.order_id] = OrderHeader(
+            order_id=order.order_id,
+            message_id=order.message_id,
+            customer_id=order.customer_id,
+            item_count=order.item_count,
+            total_amount=order.total_amount,
+            currency=order.currency,
+            placed_at=order.placed_at,
+        )
+        if item_expired:
+            view.order_expired_items[order.order_id] = 1
+        if order.item_index == 0:
+            _add(customer, (order.customer_id, "orders"), 1)
+            _add(customer, (order.customer_id, "total_spent"), order.total_amount)
+        reserved_here = created.get(order.reservation_id)
+        section = _section(catalog) or (reserved_here.section if reserved_here else None)
+        if concert_event_id is not None and section is not None:
+            day = order.placed_at.date()
+            _add(daily, (concert_event_id, section, day, "seats_ordered"), 1)
+            _add(daily, (concert_event_id, section, day, "revenue"), order.price)
+
+    # The seat itself (rules 4-5).
+    if catalog is not None or created:
+        newest = max(created.values(), key=lambda c: (c.created_at, c.reservation_id), default=None)
+        view.seats[seat_id] = SeatRecord(
+            seat_id=seat_id,
+            status=holder_status,
+            reservation_id=holder.reservation_id if holder else None,
+            customer_id=holder.customer_id if holder else None,
+            concert_event_id=concert_event_id,
+            section=catalog.section if catalog else newest.section if newest else None,
+            seat_number=catalog.seat_number if catalog else newest.seat_number if newest else None,
+            expires_at=holder.expires_at if holder else None,
+        )
+    if catalog is not None:
+        event = catalog.concert_event_id
+        view.seatmap_set[(event, seat_id)] = holder_status
+        view.availability[(event, TOTAL)] = 1
+        view.availability[(event, holder_status)] = 1
+        if holder_status == AVAILABLE:
+            view.availability[(event, f"{catalog.section}:available")] = 1
+    return view
+
+
+def diff(before: Mutations, after: Mutations) -> Mutations:
+    """The mutations that turn the read-model content `before` into `after`."""
+    out = Mutations()
+    for seat_id, record in after.seats.items():
+        if before.seats.get(seat_id) != record:
+            out.seats[seat_id] = record
+    for key, status in after.seatmap_set.items():
+        if before.seatmap_set.get(key) != status:
+            out.seatmap_set[key] = status
+    out.seatmap_del = set(before.seatmap_set) - set(after.seatmap_set)
+    _diff_rows(before.reservations, after.reservations, out.reservations)
+    _diff_rows(before.order_items, after.order_items, out.order_items)
+    _diff_rows(before.order_headers, after.order_headers, out.order_headers)
+    for name in ("availability", "order_expired_items", "customer", "daily"):
+        deltas = dict(getattr(after, name))
+        add_deltas(deltas, {k: -v for k, v in getattr(before, name).items()})
+        setattr(out, name, deltas)
+    out.availability_fields = after.availability_fields - before.availability_fields
+    for customer_id, at in after.customer_seen.items():
+        earlier = before.customer_seen.get(customer_id)
+        if earlier is None or at > earlier:
+            out.customer_seen[customer_id] = at
+    return out
+
+
+def _diff_rows(before: dict, after: dict, out: dict) -> None:  # type: ignore[type-arg]
+    for key, row in after.items():
+        if before.get(key) != row:
+            out[key] = row
+
+
+def _add(counters: dict, key: object, value: object) -> None:  # type: ignore[type-arg]
+    counters[key] = counters.get(key, 0) + value
+
+
+def _newer(a: CreatedFact, b: CreatedFact) -> bool:
+    return (a.created_at, a.reservation_id) > (b.created_at, b.reservation_id)
+
+
+def _section(catalog: CatalogFact | None) -> str | None:
+    return catalog.section if catalog else None
+
+
+def _catalog_rank(fact: CatalogFact) -> tuple:  # type: ignore[type-arg]
+    return (fact.generated_at, fact.concert_event_id, fact.section, fact.seat_number)
+
+
+def _expiry_rank(fact: ExpiredFact) -> tuple:  # type: ignore[type-arg]
+    return (fact.expired_at, fact.message_id or "", fact.fact_id)
+
+
+def _order_rank(fact: OrderedFact) -> tuple:  # type: ignore[type-arg]
+    return (fact.placed_at, fact.message_id, fact.reservation_id, fact.item_index)
+
+
+def _expiry_concert_event(expired: dict[str, ExpiredFact]) -> str | None:
+    events = [x.concert_event_id for x in expired.values() if x.concert_event_id is not None]
+    return min(events) if events else None

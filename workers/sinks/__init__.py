@@ -1,0 +1,1 @@
+"""Sinks apply read-model mutations; each owns its transaction and its applied positions."""

@@ -1,0 +1,389 @@
+"""The PostgreSQL sink: reservations, orders, customer activity and daily sales.
+
+`apply` is one transaction that reads and locks the batch's checkpoints, drops what was
+already applied (`pending`), folds the rest (`merged`) and writes it set-based: one
+statement per table, its rows passed as parallel arrays and expanded with `unnest`, so a
+batch of thousands of mutations costs about ten round trips, not thousands. The new
+checkpoints are written in the same transaction, which makes a batch exactly-once: a crash
+before COMMIT leaves nothing, a re-delivered batch after COMMIT is skipped.
+
+The content written must equal `MemorySink`'s for the same batches (tests/integration/
+sinks), so each statement mirrors one loop of `MemorySink.write`:
+
+- reservations, order_items: absolute rows, upserted whole;
+- orders: the header of the smallest (placed_at, message_id) wins (`WHERE` on conflict);
+  `expired_items` is changed by deltas only, and `state` is a generated column;
+- customer_activity: counters add up, last_activity_at only moves forward (GREATEST,
+  which ignores NULLs); a row exists once any delta or activity touched the customer;
+- event_sales_daily: counters add up, and a row whose counters are all back to zero is
+  deleted, so that which rows exist does not depend on event order or batching.
+
+Lock order: workers on different partitions share order, customer and daily rows, so
+every statement takes its rows in key order, tables in a fixed order, which keeps two
+concurrent batches from deadlocking each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from workers.db.migrate import quote_ident
+from workers.projection.model import (
+    Mutations,
+    Number,
+    OrderHeader,
+    ReservationRow,
+)
+from workers.settings import Settings
+from workers.sinks.base import PROJECTION, ApplyResult, PositionedMutations, merged, pending
+from workers.verify.snapshot import PG_TABLES, Snapshot, norm
+
+# Column order of the customer and daily statements below (money columns come last);
+# tests/unit/sinks checks that they cover model.py's counters.
+_CUSTOMER_INT_COUNTERS = ("reservations", "active_holds", "expirations", "orders")
+_DAILY_INT_COUNTERS = ("reservations", "expirations", "seats_ordered")
+
+Columns = list[list[Any]]
+"""Parallel arrays, one per column, as `unnest($1::t1[], $2::t2[], ...)` takes them."""
+
+
+# ---------------------------------------------------------------- pure parameter building
+
+
+@dataclass(slots=True)
+class WritePlan:
+    """The arrays of every statement of one flush, keys sorted (stable lock order)."""
+
+    reservations: Columns = field(default_factory=list)
+    order_items: Columns = field(default_factory=list)
+    order_headers: Columns = field(default_factory=list)
+    order_expired: Columns = field(default_factory=list)
+    order_lock: list[str] = field(default_factory=list)
+    """Every order the flush touches: locked first, in key order, before any write."""
+    customers: Columns = field(default_factory=list)
+    daily: Columns = field(default_factory=list)
+
+    def rows(self) -> int:
+        """Rows the plan writes (a row written by two statements counts twice)."""
+        return sum(
+            len(cols[0]) if cols else 0
+            for cols in (
+                self.reservations, self.order_items, self.order_headers, self.order_expired,
+                self.customers, self.daily,
+            )
+        )  # fmt: skip
+
+
+def _transpose(rows: list[tuple[Any, ...]]) -> Columns:
+    """Rows to parallel column arrays; no rows, no arrays (the statement is skipped)."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _reservation(r: ReservationRow) -> tuple[Any, ...]:
+    return (
+        r.reservation_id, r.seat_id, r.concert_event_id, r.customer_id, r.section,
+        r.seat_number, r.base_price, r.status, r.created_at, r.expires_at, r.expired_at,
+        r.order_id,
+    )  # fmt: skip
+
+
+def _header(h: OrderHeader) -> tuple[Any, ...]:
+    return (
+        h.order_id, h.message_id, h.customer_id, h.item_count, h.total_amount, h.currency,
+        h.placed_at,
+    )  # fmt: skip
+
+
+def plan_writes(m: Mutations) -> WritePlan:
+    """Turn merged mutations into the statements' arrays (pure: unit-tested)."""
+    plan = WritePlan()
+    plan.reservations = _transpose([_reservation(r) for _, r in sorted(m.reservations.items())])
+    plan.order_items = _transpose(
+        [
+            (i.order_id, i.seat_id, i.reservation_id, i.price, i.status)
+            for _, i in sorted(m.order_items.items())
+        ]
+    )
+    plan.order_headers = _transpose([_header(h) for _, h in sorted(m.order_headers.items())])
+    plan.order_expired = _transpose(sorted(m.order_expired_items.items()))
+    plan.order_lock = sorted(set(m.order_headers) | set(m.order_expired_items))
+
+    # One row per customer: the union of counter deltas and activity times (MemorySink
+    # creates the row on either).
+    counters: dict[str, dict[str, Number]] = {}
+    for (customer_id, counter), delta in m.customer.items():
+        counters.setdefault(customer_id, {})[counter] = delta
+    plan.customers = _transpose(
+        [
+            (
+                customer_id,
+                *(deltas.get(c, 0) for c in _CUSTOMER_INT_COUNTERS),
+                Decimal(deltas.get("total_spent", 0)),
+                m.customer_seen.get(customer_id),
+            )
+            for customer_id in sorted(set(counters) | set(m.customer_seen))
+            for deltas in (counters.get(customer_id, {}),)
+        ]
+    )
+
+    daily: dict[tuple[str, str, date], dict[str, Number]] = {}
+    for (event, section, day, counter), delta in m.daily.items():
+        daily.setdefault((event, section, day), {})[counter] = delta
+    plan.daily = _transpose(
+        [
+            (
+                *key,
+                *(deltas.get(c, 0) for c in _DAILY_INT_COUNTERS),
+                Decimal(deltas.get("revenue", 0)),
+            )
+            for key, deltas in sorted(daily.items())
+        ]
+    )
+    return plan
+
+
+# ---------------------------------------------------------------- SQL
+
+
+def _statements(s: str) -> dict[str, str]:
+    """Every statement, with tables qualified by the quoted schema `s`.
+
+    Qualified names (rather than a search_path) because the pool may be shared with code
+    that expects another search_path.
+    """
+    return {
+        "ensure_checkpoints": f"""
+            INSERT INTO {s}.projection_checkpoints (projection, topic, partition, next_offset)
+            SELECT $1, $2, p, 0 FROM unnest($3::int[]) AS u(p)
+            ON CONFLICT (projection, topic, partition) DO NOTHING""",
+        "lock_checkpoints": f"""
+            SELECT partition, next_offset FROM {s}.projection_checkpoints
+            WHERE projection = $1 AND topic = $2 AND partition = ANY($3::int[])
+            ORDER BY partition
+            FOR UPDATE""",
+        "positions": f"""
+            SELECT partition, next_offset FROM {s}.projection_checkpoints
+            WHERE projection = $1 AND topic = $2""",
+        "reservations": f"""
+            INSERT INTO {s}.reservations (
+                reservation_id, seat_id, concert_event_id, customer_id, section, seat_number,
+                base_price, status, created_at, expires_at, expired_at, order_id, projected_at)
+            SELECT u.*, now() FROM unnest(
+                $1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                $7::numeric[], $8::text[], $9::timestamptz[], $10::timestamptz[],
+                $11::timestamptz[], $12::uuid[]) AS u
+            ON CONFLICT (reservation_id) DO UPDATE SET
+                seat_id = excluded.seat_id,
+                concert_event_id = excluded.concert_event_id,
+                customer_id = excluded.customer_id,
+                section = excluded.section,
+                seat_number = excluded.seat_number,
+                base_price = excluded.base_price,
+                status = excluded.status,
+                created_at = excluded.created_at,
+                expires_at = excluded.expires_at,
+                expired_at = excluded.expired_at,
+                order_id = excluded.order_id,
+                projected_at = excluded.projected_at""",
+        "order_items": f"""
+            INSERT INTO {s}.order_items (
+                order_id, seat_id, reservation_id, price, status, projected_at)
+            SELECT u.*, now() FROM unnest(
+                $1::uuid[], $2::uuid[], $3::uuid[], $4::numeric[], $5::text[]) AS u
+            ON CONFLICT (order_id, seat_id) DO UPDATE SET
+                reservation_id = excluded.reservation_id,
+                price = excluded.price,
+                status = excluded.status,
+                projected_at = excluded.projected_at""",
+        "lock_orders": f"""
+            SELECT order_id FROM {s}.orders WHERE order_id = ANY($1::uuid[])
+            ORDER BY order_id
+            FOR UPDATE""",
+        "order_headers": f"""
+            INSERT INTO {s}.orders AS o (
+                order_id, message_id, customer_id, item_count, total_amount, currency,
+                placed_at, projected_at)
+            SELECT u.*, now() FROM unnest(
+                $1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::numeric[], $6::text[],
+                $7::timestamptz[]) AS u
+            ON CONFLICT (order_id) DO UPDATE SET
+                message_id = excluded.message_id,
+                customer_id = excluded.customer_id,
+                item_count = excluded.item_count,
+                total_amount = excluded.total_amount,
+                currency = excluded.currency,
+                placed_at = excluded.placed_at,
+                projected_at = excluded.projected_at
+            WHERE (excluded.placed_at, excluded.message_id) < (o.placed_at, o.message_id)""",
+        "order_expired": f"""
+            UPDATE {s}.orders AS o
+            SET expired_items = o.expired_items + u.d, projected_at = now()
+            FROM unnest($1::uuid[], $2::int[]) AS u(id, d)
+            WHERE o.order_id = u.id""",
+        "customers": f"""
+            INSERT INTO {s}.customer_activity AS c (
+                customer_id, reservations, active_holds, expirations, orders, total_spent,
+                last_activity_at, projected_at)
+            SELECT u.*, now() FROM unnest(
+                $1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                $6::numeric[], $7::timestamptz[]) AS u
+            ON CONFLICT (customer_id) DO UPDATE SET
+                reservations = c.reservations + excluded.reservations,
+                active_holds = c.active_holds + excluded.active_holds,
+                expirations = c.expirations + excluded.expirations,
+                orders = c.orders + excluded.orders,
+                total_spent = c.total_spent + excluded.total_spent,
+                last_activity_at = GREATEST(c.last_activity_at, excluded.last_activity_at),
+                projected_at = excluded.projected_at""",
+        # Returns only the rows that came back to all-zero (usually none), so the DELETE
+        # below costs a round trip only when there is something to delete. A DELETE in the
+        # same statement could not see the rows this INSERT changes.
+        "daily": f"""
+            WITH up AS (
+                INSERT INTO {s}.event_sales_daily AS d (
+                    concert_event_id, section, day, reservations, expirations, seats_ordered,
+                    revenue, projected_at)
+                SELECT u.*, now() FROM unnest(
+                    $1::uuid[], $2::text[], $3::date[], $4::bigint[], $5::bigint[],
+                    $6::bigint[], $7::numeric[]) AS u
+                ON CONFLICT (concert_event_id, section, day) DO UPDATE SET
+                    reservations = d.reservations + excluded.reservations,
+                    expirations = d.expirations + excluded.expirations,
+                    seats_ordered = d.seats_ordered + excluded.seats_ordered,
+                    revenue = d.revenue + excluded.revenue,
+                    projected_at = excluded.projected_at
+                RETURNING concert_event_id, section, day, reservations, expirations,
+                    seats_ordered, revenue)
+            SELECT concert_event_id, section, day FROM up
+            WHERE reservations = 0 AND expirations = 0 AND seats_ordered = 0 AND revenue = 0""",
+        "daily_delete": f"""
+            DELETE FROM {s}.event_sales_daily AS d
+            USING unnest($1::uuid[], $2::text[], $3::date[]) AS u(e, s, day)
+            WHERE d.concert_event_id = u.e AND d.section = u.s AND d.day = u.day
+              AND d.reservations = 0 AND d.expirations = 0 AND d.seats_ordered = 0
+              AND d.revenue = 0""",
+        "set_checkpoints": f"""
+            UPDATE {s}.projection_checkpoints AS c
+            SET next_offset = u.o, projected_at = now()
+            FROM unnest($3::int[], $4::bigint[]) AS u(p, o)
+            WHERE c.projection = $1 AND c.topic = $2 AND c.partition = u.p""",
+    }
+
+
+class UnknownOrderError(LookupError):
+    """Expired-item deltas named orders that have no row: the projection broke its promise
+    that an order's header is always written before (or with) its expiry counts.
+
+    `MemorySink` fails the same way (KeyError); failing keeps the checkpoint where it was
+    instead of silently losing the count.
+    """
+
+
+# ---------------------------------------------------------------- the sink
+
+
+class PostgresSink:
+    """Applies batches to the read-model tables of one schema (see the module docstring)."""
+
+    name = "postgres"
+
+    def __init__(self, pool: asyncpg.Pool, schema: str = "read_model") -> None:
+        self.pool = pool
+        self.schema = schema
+        self._sql = _statements(quote_ident(schema))
+        self._owns_pool = False
+
+    @classmethod
+    async def connect(cls, settings: Settings, *, max_size: int = 4) -> PostgresSink:
+        """A sink with its own pool; the schema must exist (`seatflow db migrate`)."""
+        pool = await asyncpg.create_pool(
+            settings.postgres_dsn.get_secret_value(), min_size=1, max_size=max_size
+        )
+        sink = cls(pool, settings.pg_schema)
+        sink._owns_pool = True
+        return sink
+
+    async def close(self) -> None:
+        """Close the pool if `connect` made it; a pool passed in belongs to the caller."""
+        if self._owns_pool:
+            await self.pool.close()
+
+    async def positions(self, topic: str) -> dict[int, int]:
+        rows = await self.pool.fetch(self._sql["positions"], PROJECTION, topic)
+        return {row["partition"]: row["next_offset"] for row in rows}
+
+    async def apply(self, topic: str, batch: Sequence[PositionedMutations]) -> ApplyResult:
+        if not batch:
+            return ApplyResult(applied=0, skipped=0)
+        partitions = sorted({entry.partition for entry in batch})
+        sql = self._sql
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Create missing checkpoint rows so that they can be locked: the lock is what
+            # makes two sinks racing for one partition (a rebalance) apply it only once.
+            await conn.execute(sql["ensure_checkpoints"], PROJECTION, topic, partitions)
+            rows = await conn.fetch(sql["lock_checkpoints"], PROJECTION, topic, partitions)
+            todo, advanced = pending(batch, {r["partition"]: r["next_offset"] for r in rows})
+            if todo:
+                await self._write(conn, plan_writes(merged(todo)))
+                moved = sorted(advanced.items())
+                await conn.execute(
+                    sql["set_checkpoints"],
+                    PROJECTION,
+                    topic,
+                    [p for p, _ in moved],
+                    [o for _, o in moved],
+                )
+        return ApplyResult(applied=len(todo), skipped=len(batch) - len(todo))
+
+    async def _write(self, conn: asyncpg.Connection, plan: WritePlan) -> None:
+        """Run the plan's statements, tables in a fixed order (see "Lock order")."""
+        sql = self._sql
+        if plan.reservations:
+            await conn.execute(sql["reservations"], *plan.reservations)
+        if plan.order_items:
+            await conn.execute(sql["order_items"], *plan.order_items)
+        if plan.order_lock:
+            await conn.execute(sql["lock_orders"], plan.order_lock)
+        if plan.order_headers:
+            await conn.execute(sql["order_headers"], *plan.order_headers)
+        if plan.order_expired:
+            status = await conn.execute(sql["order_expired"], *plan.order_expired)
+            if int(status.split()[-1]) != len(plan.order_expired[0]):
+                raise UnknownOrderError(
+                    f"expired-item deltas for orders without a row among {plan.order_expired[0]}"
+                )
+        if plan.customers:
+            await conn.execute(sql["customers"], *plan.customers)
+        if plan.daily:
+            zeros = await conn.fetch(sql["daily"], *plan.daily)
+            if zeros:
+                await conn.execute(
+                    sql["daily_delete"],
+                    [r["concert_event_id"] for r in zeros],
+                    [r["section"] for r in zeros],
+                    [r["day"] for r in zeros],
+                )
+
+    async def snapshot(self) -> Snapshot:
+        """The tables' content in the Snapshot format (`projected_at` left out)."""
+        snap = Snapshot()
+        s = quote_ident(self.schema)
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            # One snapshot of all tables, even while a sink is writing.
+            for table, (keys, values) in PG_TABLES.items():
+                columns = ", ".join((*keys, *values))
+                rows = await conn.fetch(f"SELECT {columns} FROM {s}.{table}")
+                snap.tables[table] = {
+                    tuple(norm(row[k]) for k in keys): tuple(norm(row[v]) for v in values)
+                    for row in rows
+                }
+        return snap

@@ -1,0 +1,1 @@
+"""Checking read models: canonical snapshots, a reference fold of the topics, comparison."""
