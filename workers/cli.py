@@ -16,6 +16,7 @@ from workers import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "workers.commands.topics",
     "workers.commands.db",
+    "workers.commands.worker",
 )
 
 

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("sf:", description="Key prefix of the Redis read models")
     batch_max_events: int = Field(1000, ge=1, description="Flush a batch at this many events")
     batch_max_ms: int = Field(100, ge=1, description="Flush a batch after this many ms")
+    seat_batch_max_messages: int = Field(
+        20, ge=1, description="Seat-facts messages per seat-stage batch (each holds many facts)"
+    )
+    standby_replicas: int = Field(1, ge=0, description="Faust table standby replicas")
     store: StoreKind = Field(StoreKind.ROCKSDB, description="Faust table store")
     data_dir: Path = Field(Path("./data"), description="Faust table data directory")
     topic_partitions: int = Field(4, ge=1, description="Partitions of internal topics")

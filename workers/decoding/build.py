@@ -2,7 +2,8 @@
 
 Each constructor runs after the schema accepted the payload, so it only canonicalises (ids,
 times, money) and checks what a schema cannot express: real calendar dates, the nil UUID,
-duplicates, totals. Field paths in reasons are the producer's (camelCase) names.
+duplicates, totals. Field paths in reasons are the producer's (camelCase) names. Integer
+fields go through `int()`: a schema "integer" also admits 3.0 (JSON Schema counts it as one).
 """
 
 from __future__ import annotations
@@ -53,11 +54,11 @@ def seats_generated(payload: Payload, version: int, timestamp_ms: int) -> SeatsG
                 seat_id=seat_id,
                 section=seat["section"],
                 # An integer row is written the way .NET formats it in seatNumber.
-                row=row if type(row) is str else str(row),
-                number=seat["number"],
+                row=row if type(row) is str else str(int(row)),
+                number=int(seat["number"]),
             )
         )
-    total = payload["totalSeats"]
+    total = int(payload["totalSeats"])
     if total < len(seats):
         raise _invalid(f"$.totalSeats: {total} is less than the {len(seats)} seats listed")
     return SeatsGenerated(

@@ -35,16 +35,20 @@ while staying far below orjson's (1024) and the standard library's (~1000) recur
 _UNDECODABLE = DecodeErrorKind.UNDECODABLE
 
 # Digits and dots become "0", "E" becomes "e" (and "[" becomes "{", so that one count
-# bounds the nesting depth); then plain substring searches (several times
-# faster than a regular expression over the bytes) find:
+# bounds the nesting depth); then plain substring searches (several times faster than a
+# regular expression over the bytes) find:
 # - a run of 16 digits/dots: only a number with more than 15 significant digits has one (a
 #   string may too, which merely costs a slower parse);
 # - "e-" and three digits: the only exponents a float cannot hold exactly are below -307,
 #   which underflow (1e-400 reads as 0.0). Larger exponents either round-trip exactly or make
-#   orjson fail, and `loads_fast` then defers to the exact parser.
+#   orjson fail, and `loads_fast` then defers to the exact parser. GUIDs in "D" form contain
+#   "e-000" often (a group ending in "e", the next starting with digits), so a hit is
+#   confirmed by a regular expression that wants the number in a member value, after ":".
+#   Numbers inside arrays are never read (no schema has an array of numbers).
 _NUMBER_SHAPES = bytes.maketrans(b"0123456789.E[", b"0" * 11 + b"e{")
 _LONG_DIGIT_RUN = b"0" * 16
 _TINY_EXPONENT = b"e-000"
+_TINY_EXPONENT_NUMBER = re.compile(rb":\s*-?0+e-000")
 
 _STRING_LITERAL = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -59,6 +63,20 @@ def _reject_constant(name: str) -> Any:
     raise _NonFiniteConstant(name)
 
 
+def _exact_number(literal: str) -> Decimal | int:
+    """A non-integer literal, exactly; integral ones ("3.0", "1e2") as `int`.
+
+    JSON Schema (draft-06 on) counts 3.0 as an integer and fastjsonschema accepts the float
+    3.0 as one, but not `Decimal("3.0")`; returning an int keeps both parse paths alike.
+    Amounts are unaffected: `canonical_money` depends on the value only. The exponent bound
+    keeps "1e999999999" from becoming an integer of a billion digits.
+    """
+    number = Decimal(literal)
+    if number.adjusted() < 20 and number == number.to_integral_value():
+        return int(number)
+    return number
+
+
 def _undecodable(reason: str) -> DecodeError:
     return DecodeError(_UNDECODABLE, reason)
 
@@ -68,10 +86,7 @@ def parse_object(data: bytes) -> dict[str, Any]:
     shapes = data.translate(_NUMBER_SHAPES)
     if shapes.count(b"{") > MAX_DEPTH:  # else it cannot nest deeper than MAX_DEPTH
         check_depth(data)
-    if _LONG_DIGIT_RUN in shapes or _TINY_EXPONENT in shapes:
-        parsed = loads_exact(data)
-    else:
-        parsed = loads_fast(data)
+    parsed = loads_exact(data) if _needs_exact(shapes) else loads_fast(data)
     if type(parsed) is not dict:
         raise _undecodable(f"the value is a JSON {json_type(parsed)}, not an object")
     return parsed
@@ -92,8 +107,13 @@ def as_bytes(value: object) -> bytes:
 
 def needs_exact(data: bytes) -> bool:
     """Whether `data` may hold a number that a binary float would not keep exactly."""
-    shapes = data.translate(_NUMBER_SHAPES)
-    return _LONG_DIGIT_RUN in shapes or _TINY_EXPONENT in shapes
+    return _needs_exact(data.translate(_NUMBER_SHAPES))
+
+
+def _needs_exact(shapes: bytes) -> bool:
+    return _LONG_DIGIT_RUN in shapes or (
+        _TINY_EXPONENT in shapes and _TINY_EXPONENT_NUMBER.search(shapes) is not None
+    )
 
 
 def check_depth(data: bytes) -> None:
@@ -125,17 +145,17 @@ def loads_exact(data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise _undecodable(f"invalid UTF-8 at byte {exc.start}: {exc.reason}") from None
     try:
-        parsed = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        parsed = json.loads(text, parse_float=_exact_number, parse_constant=_reject_constant)
     except _NonFiniteConstant as exc:
         raise _undecodable(
             f"{exc.args[0]} is not a JSON number (JSON has no NaN or Infinity)"
         ) from None
     except json.JSONDecodeError as exc:
         raise _undecodable(
-            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
+            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}, char {exc.pos})"
         ) from None
     except ValueError as exc:  # the interpreter's limit on integer digits (4300)
-        raise _undecodable(f"number out of range: {exc}") from None
+        raise _undecodable(f"number out of range: {str(exc).partition(':')[0]}") from None
     except RecursionError:
         raise _undecodable("JSON nesting is too deep") from None
     _reject_lone_surrogates(parsed, "$")

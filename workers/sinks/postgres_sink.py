@@ -225,7 +225,8 @@ def _statements(s: str) -> dict[str, str]:
             UPDATE {s}.orders AS o
             SET expired_items = o.expired_items + u.d, projected_at = now()
             FROM unnest($1::uuid[], $2::int[]) AS u(id, d)
-            WHERE o.order_id = u.id""",
+            WHERE o.order_id = u.id
+            RETURNING o.order_id""",
         "customers": f"""
             INSERT INTO {s}.customer_activity AS c (
                 customer_id, reservations, active_holds, expirations, orders, total_spent,
@@ -353,10 +354,13 @@ class PostgresSink:
         if plan.order_headers:
             await conn.execute(sql["order_headers"], *plan.order_headers)
         if plan.order_expired:
-            status = await conn.execute(sql["order_expired"], *plan.order_expired)
-            if int(status.split()[-1]) != len(plan.order_expired[0]):
+            updated = await conn.fetch(sql["order_expired"], *plan.order_expired)
+            if len(updated) != len(plan.order_expired[0]):
+                found = {str(r["order_id"]) for r in updated}
+                missing = sorted(set(plan.order_expired[0]) - found)
                 raise UnknownOrderError(
-                    f"expired-item deltas for orders without a row among {plan.order_expired[0]}"
+                    f"expired-item deltas for {len(missing)} order(s) without a row, "
+                    f"e.g. {missing[:3]}"
                 )
         if plan.customers:
             await conn.execute(sql["customers"], *plan.customers)

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from workers.projection import seat
 from workers.projection.facts import (
@@ -92,9 +93,9 @@ class Projector:
         )  # fmt: skip
 
     def created(
-        self, seat_id: str, reservation: str, customer: str, at: datetime, **kw: object
+        self, seat_id: str, reservation: str, customer: str, at: datetime, **kw: Any
     ) -> PositionedMutations:
-        return self.feed(self.created_fact(seat_id, reservation, customer, at, **kw))  # type: ignore[arg-type]
+        return self.feed(self.created_fact(seat_id, reservation, customer, at, **kw))
 
     def ordered(
         self,

@@ -21,6 +21,7 @@ from tests.integration.sinks.scenario import (
     Projector,
     batches,
     main_scenario,
+    random_scenario,
     uid,
 )
 from workers.sinks.base import PositionedMutations, Sink
@@ -54,6 +55,17 @@ async def test_batches_match_memory(harness: Harness, size: int) -> None:
     await assert_same(harness, reference)
     snap = await harness.read()
     assert snap.tables["orders"] if harness.has_tables else snap.hashes  # not vacuous
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_busy_box_office_matches_memory(harness: Harness, seed: int) -> None:
+    """(a) A seeded random workload (holds, orders, expiries, late and duplicate facts)
+    through the real projection, in odd-sized batches, ends with MemorySink's content."""
+    log = random_scenario(1500, seed=seed, events=2, seats_per_event=60, customers=15).log
+    reference = MemorySink()
+    await apply_all(reference, log, 37)
+    assert await apply_all(harness.sink, log, 37) == len(log)
+    await assert_same(harness, reference)
 
 
 async def test_reapplying_changes_nothing(harness: Harness) -> None:

@@ -14,7 +14,7 @@ from workers.projection.model import Mutations, OrderItemRow
 from workers.settings import Settings
 from workers.sinks.base import PositionedMutations
 from workers.sinks.memory import MemorySink
-from workers.sinks.postgres_sink import PostgresSink, UnknownOrderError
+from workers.sinks.postgres_sink import PostgresSink, UnknownOrderError, WritePlan
 from workers.verify.snapshot import Snapshot
 
 pytestmark = pytest.mark.integration
@@ -76,8 +76,10 @@ async def _fail_after_writes(
     """Make PostgresSink run `fail` after all its table writes, before the checkpoints."""
     original = PostgresSink._write
 
-    async def write_then_fail(self: PostgresSink, conn: asyncpg.Connection, plan: object) -> None:
-        await original(self, conn, plan)  # type: ignore[arg-type]
+    async def write_then_fail(
+        self: PostgresSink, conn: asyncpg.Connection, plan: WritePlan
+    ) -> None:
+        await original(self, conn, plan)
         await fail(conn)
 
     monkeypatch.setattr(PostgresSink, "_write", write_then_fail)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import orjson
+
 from workers.commands.db import describe_dsn, scrub
 from workers.db.migrate import load_migrations, quote_ident
 from workers.projection.model import (
@@ -13,10 +15,11 @@ from workers.projection.model import (
     Mutations,
     OrderHeader,
     ReservationRow,
+    SeatRecord,
 )
 from workers.sinks import postgres_sink
 from workers.sinks.postgres_sink import plan_writes
-from workers.sinks.redis_sink import _by_event, _glob_escape
+from workers.sinks.redis_sink import _by_event, _glob_escape, write_payload
 
 T = datetime(2030, 1, 1, tzinfo=UTC)
 A, B, C = (f"0000000{n}-0000-4000-8000-000000000000" for n in (1, 2, 3))
@@ -104,6 +107,41 @@ def test_statement_columns_cover_the_model_counters() -> None:
 def test_seatmap_changes_grouped_by_event() -> None:
     grouped = _by_event([(B, "s2", "reserved"), (A, "s1", "available"), (B, "s1", "ordered")])
     assert grouped == [(A, [("s1", "available")]), (B, [("s1", "ordered"), ("s2", "reserved")])]
+
+
+def test_redis_payload_mirrors_memory_write_order() -> None:
+    """Seats whole, then seat-map sets and deletes, then availability: "0" for required
+    fields before the deltas; deltas as strings (Lua numbers are doubles)."""
+    m = Mutations(
+        seats={
+            B: SeatRecord(
+                seat_id=B, status="reserved", reservation_id=C, customer_id="c",
+                concert_event_id=A, section="S", seat_number="S-1-1", expires_at=T,
+            )
+        },
+        seatmap_set={(A, B): "reserved"},
+        seatmap_del={(A, C)},
+        availability={(A, "reserved"): 1, (A, "available"): -1},
+        availability_fields={(A, "total"), (A, "S:available")},
+    )  # fmt: skip
+    payload = orjson.loads(write_payload("p:", m))
+    assert payload["seats"] == [
+        [
+            f"p:seat:{B}",
+            ["status", "reserved", "reservation_id", C, "customer_id", "c",
+             "concert_event_id", A, "section", "S", "seat_number", "S-1-1",
+             "expires_at", "2030-01-01T00:00:00.000000Z"],
+        ]
+    ]  # fmt: skip
+    assert payload["hset"] == [[f"p:seatmap:{A}", [B, "reserved"]]]
+    assert payload["hdel"] == [[f"p:seatmap:{A}", [C]]]
+    key = f"p:availability:{A}"
+    assert payload["incr"] == [
+        [key, "S:available", "0"], [key, "total", "0"],
+        [key, "available", "-1"], [key, "reserved", "1"],
+    ]  # fmt: skip
+    empty = orjson.loads(write_payload("p:", Mutations()))
+    assert empty == {"seats": [], "hset": [], "hdel": [], "incr": []}
 
 
 def test_glob_escape() -> None:

@@ -1,0 +1,87 @@
+"""The worker process on real Kafka, PostgreSQL and Redis, against the fold of the topics."""
+
+from __future__ import annotations
+
+import signal
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import SettingsFactory
+from tests.integration.harness import (
+    WorkerProcess,
+    produce,
+    read_models,
+    run_cli,
+    wait_drained,
+    wait_lag_below,
+)
+from workers.loadgen.scenario import ScenarioShape, scenario
+from workers.settings import StoreKind
+from workers.topic_catalog import load_catalog
+from workers.verify.topics import fold_topics
+
+pytestmark = pytest.mark.integration
+
+
+def assert_same(actual: object, expected: object) -> None:
+    differences = actual.differences(expected)  # type: ignore[attr-defined]
+    assert not differences, "read models differ from the fold of the topics:\n" + "\n".join(
+        differences
+    )
+
+
+async def test_worker_projects_20k_upstream_events_exactly(
+    settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = settings_factory()
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    records = scenario(seed=11)
+    assert len(records) >= 20_000
+    await produce(settings, records)
+
+    worker = WorkerProcess(settings, tmp_path)
+    worker.start()
+    try:
+        await wait_drained(settings, worker, timeout=600)
+    finally:
+        worker.stop()
+
+    expected = await fold_topics(settings, load_catalog(settings))
+    actual = await read_models(settings)
+    assert_same(actual, expected)
+    # the scenario exercises every table and key family
+    assert all(len(rows) > 50 for rows in expected.tables.values())
+    assert {key.split(":")[0] for key in expected.hashes} == {"seat", "seatmap", "availability"}
+    # money exact to the cent: revenue equals the sum of the order items' prices
+    revenue = sum(row[3] for row in actual.tables["event_sales_daily"].values())
+    items = sum(row[1] for row in actual.tables["order_items"].values())
+    assert revenue == items and isinstance(revenue, Decimal) and revenue > 0
+
+
+async def test_worker_killed_three_times_mid_stream_stays_exact(
+    settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = settings_factory(store=StoreKind.ROCKSDB, data_dir=tmp_path / "data")
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    records = scenario(seed=5, shape=ScenarioShape(reservations=9_000))
+    waves = [records[i::4] for i in range(4)]  # every wave holds every kind of event
+
+    worker = WorkerProcess(settings, tmp_path)
+    for wave in waves[:3]:
+        await produce(settings, wave)
+        worker.start()
+        # let it get well into the wave, then crash it
+        await wait_lag_below(settings, int(len(wave) * 0.7), timeout=300)
+        worker.kill(signal.SIGKILL)
+    await produce(settings, waves[3])
+    worker.start()
+    try:
+        await wait_drained(settings, worker, timeout=600)
+    finally:
+        worker.stop()
+    assert worker.starts == 4
+
+    expected = await fold_topics(settings, load_catalog(settings))
+    assert_same(await read_models(settings), expected)

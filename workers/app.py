@@ -1,0 +1,156 @@
+"""The Faust app: topics, the seat table and five thin agents. No business rules here.
+
+    source topics --ingest agents--> seat-facts (by seat) --seat agent--> Redis + PostgreSQL
+                       |                                      |
+                       +--> <source>.dlq                      +--> seat table (changelog)
+
+Every agent takes batches with `noack_take` and acknowledges its records only after what
+they feed is durable (the seat-facts messages acked by Kafka; the table changelog and both
+sinks applied). `take()` would acknowledge in a `finally` even when the body failed or was
+cancelled at shutdown: that would commit records that were never applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+
+from workers.deadletter import DeadLetter, dead_letter_headers
+from workers.events import EventType
+from workers.ingest import ingest
+from workers.records import RawRecord
+from workers.retry import Health, retry_until_done
+from workers.seat_stage import apply_to_sinks, project_partition
+from workers.seat_table import SeatTable, pinned
+from workers.settings import Settings
+from workers.sinks.connect import SinkSet
+from workers.topic_catalog import TopicCatalog
+
+log = logging.getLogger("seatflow.app")
+
+SEAT_FACTS = "seatflow.seat-facts"
+SEATS_CHANGELOG = "{group}-seats-changelog"
+RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+
+Outgoing = tuple[str, int | None, bytes | None, bytes | None, Sequence[tuple[str, bytes]] | None]
+
+
+def create_app(settings: Settings, catalog: TopicCatalog, sinks: SinkSet) -> faust.App:
+    facts_spec = catalog.get(SEAT_FACTS)
+    partitions = facts_spec.partitions
+    health = Health()
+    app = faust.App(
+        settings.consumer_group,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        datadir=str(settings.data_dir),
+        topic_partitions=partitions,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=5,
+        broker_max_poll_records=settings.batch_max_events,
+        stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
+        table_standby_replicas=settings.standby_replicas,
+        web_enabled=False,
+        autodiscover=False,
+    )
+    seat_facts = app.topic(facts_spec.name, partitions=partitions, **RAW)
+    changelog = app.topic(
+        catalog.get(SEATS_CHANGELOG).name, partitions=partitions, compacting=True, deleting=False,
+        internal=True, **RAW,
+    )  # fmt: skip
+    table = app.Table(
+        "seats", partitions=partitions, changelog_topic=changelog,
+        schema=faust.Schema(key_type=str, value_type=bytes, **RAW),
+    )  # fmt: skip
+    within = settings.batch_max_ms / 1000
+
+    seat_table = SeatTable(table, changelog.get_topic_name(), lambda *a: app.producer.send(*a))
+
+    async def produce(records: Sequence[Outgoing]) -> None:
+        futures = [await app.producer.send(t, k, v, p, None, h) for t, p, k, v, h in records]
+        await asyncio.gather(*futures)
+
+    def dead_letter_records(topic: str, letters: Sequence[DeadLetter]) -> list[Outgoing]:
+        group = settings.consumer_group
+        return [
+            (topic, None, d.record.key, d.record.value, dead_letter_headers(d, group=group))
+            for d in letters
+        ]
+
+    # ---------------------------------------------------------------- ingest agents
+    async def ingest_batch(events: Sequence[Any], event_type: EventType, dlq: str) -> None:
+        records = [RawRecord.from_message(e.message) for e in events]
+        result = ingest(records, event_type, partitions)
+        out: list[Outgoing] = [(facts_spec.name, p, None, v, None) for p, v in result.messages]
+        out += dead_letter_records(dlq, result.dead_letters)
+        for d in result.dead_letters:
+            r = d.record
+            log.warning("dead-lettered %s/%d@%d: %s", r.topic, r.partition, r.offset, d.reason)
+        await retry_until_done(
+            lambda: produce(out), what=f"produce {event_type} facts", log=log, health=health
+        )
+
+    def ingest_agent(event_type: EventType, dlq: str) -> Any:
+        async def run(stream: faust.StreamT[Any]) -> None:
+            async for events in stream.noack_take(settings.batch_max_events, within):
+                await ingest_batch(events, event_type, dlq)
+                for event in events:
+                    await stream.ack(event)
+
+        return run
+
+    for spec in catalog.sources():
+        source = app.topic(spec.name, **RAW)
+        dlq = catalog.dead_letter_for(spec.logical).name
+        app.agent(source, name=f"ingest-{spec.logical}", sink=None)(
+            ingest_agent(EventType(spec.logical), dlq)
+        )
+
+    # ---------------------------------------------------------------- seat agent
+    facts_dlq = catalog.dead_letter_for(SEAT_FACTS).name
+
+    async def seat_batch(events: Sequence[Any]) -> None:
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for event in events:
+            by_partition[event.message.partition].append(event)
+        positioned = []
+        letters: list[DeadLetter] = []
+        saved: list[tuple[Any, int, dict[str, bytes]]] = []
+        for partition, part_events in sorted(by_partition.items()):
+            records = [RawRecord.from_message(e.message) for e in part_events]
+            with pinned(part_events[-1]):
+                result = project_partition(records, seat_table.get)
+                seat_table.store(result.states)
+            saved.append((part_events[-1], partition, result.states))
+            positioned += result.positioned
+            letters += result.dead_letters
+
+        async def save_states() -> None:
+            await asyncio.gather(*(seat_table.save(p, states) for _, p, states in saved))
+
+        await retry_until_done(save_states, what="seat table changelog", log=log, health=health)
+        if letters:
+            out = dead_letter_records(facts_dlq, letters)
+            await retry_until_done(
+                lambda: produce(out), what="produce dead letters", log=log, health=health
+            )
+        await sinks.connected(health)
+        await apply_to_sinks(sinks.all, facts_spec.name, positioned, health)
+
+    async def project_seats(stream: faust.StreamT[Any]) -> None:
+        async for events in stream.noack_take(settings.seat_batch_max_messages, within):
+            await seat_batch(events)
+            for event in events:
+                await stream.ack(event)
+
+    app.agent(seat_facts, name="project-seats", sink=None)(project_seats)
+
+    app.seatflow_health = health  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,107 @@
+"""`seatflow worker`: the consumer process that keeps the read models up to date.
+
+Before Faust starts: the read-model schema is migrated, and the topics are checked. The
+source topics belong to upstream: a missing one stops the worker with a message (a typo in
+SEATFLOW_TOPIC_PREFIX must not silently consume nothing); seatflow's own topics (dead
+letters, seat-facts, the table changelog) are created when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from workers.db.migrate import migrate
+from workers.retry import retry_until_done
+from workers.settings import Settings, load_settings
+from workers.topic_admin import ActionKind, apply, plan
+from workers.topic_catalog import TopicCatalog, TopicRole, load_catalog
+
+log = logging.getLogger("seatflow.worker")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run the consumer process (projects the topics into Redis and PostgreSQL)",
+        description="Run the seatflow consumer process: consume the source topics, project "
+        "them into the read models in Redis and PostgreSQL, effectively once. Migrates the "
+        "read-model schema and creates seatflow's own topics first. Stop with SIGTERM or "
+        "Ctrl-C. Settings come from SEATFLOW_* environment variables (see README.md).",
+    )
+    parser.add_argument(
+        "--loglevel", default="info", choices=["debug", "info", "warning", "error"],
+        help="log level (default: info)",
+    )  # fmt: skip
+    parser.set_defaults(func=run)
+
+
+class StartupError(Exception):
+    pass
+
+
+async def prepare(settings: Settings, catalog: TopicCatalog) -> None:
+    """Migrate the schema and make sure every topic exists; waits for services that are down."""
+    dsn = settings.postgres_dsn.get_secret_value()
+    applied = await retry_until_done(
+        lambda: migrate(dsn, settings.pg_schema), what="postgres migrate", log=log
+    )
+    for name in applied:
+        log.info("applied migration %s to schema %s", name, settings.pg_schema)
+
+    async def ensure_topics() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            current = await plan(catalog, admin)
+            missing = [
+                a.spec.name for a in current.of_kind(ActionKind.CREATE)
+                if a.spec.role is TopicRole.SOURCE
+            ]  # fmt: skip
+            if missing:
+                raise StartupError(
+                    f"source topic(s) missing: {', '.join(missing)} (check "
+                    "SEATFLOW_TOPIC_PREFIX, or create them with `seatflow topics apply`)"
+                )
+            report = await apply(catalog, admin)
+            for result in report.results:
+                if result.remaining:
+                    log.warning("topic %s differs from topics/catalog.toml: %s",
+                                result.action.spec.name, result.remaining)  # fmt: skip
+        finally:
+            await admin.close()
+
+    try:
+        await ensure_topics()
+    except StartupError:
+        raise
+    except Exception:
+        await retry_until_done(ensure_topics, what="kafka topics", log=log)
+
+
+def run(args: argparse.Namespace) -> int:
+    import faust  # deferred: importing faust is slow and other commands do not need it
+
+    from workers.app import create_app
+    from workers.sinks.connect import SinkSet
+
+    logging.basicConfig(
+        level=args.loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
+    )
+    settings = load_settings()
+    catalog = load_catalog(settings)
+    try:
+        asyncio.run(prepare(settings, catalog))
+    except StartupError as exc:
+        print(f"seatflow worker: {exc}", file=sys.stderr)
+        return 2
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app = create_app(settings, catalog, SinkSet(settings))
+    worker = faust.Worker(app, loglevel=args.loglevel, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0

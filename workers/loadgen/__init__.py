@@ -1,0 +1,1 @@
+"""Upstream-shaped load: scenarios for tests, benchmarks and the demo."""
