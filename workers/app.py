@@ -8,12 +8,19 @@ Every agent takes batches with `noack_take` and acknowledges its records only af
 they feed is durable (the seat-facts messages acked by Kafka; the table changelog and both
 sinks applied). `take()` would acknowledge in a `finally` even when the body failed or was
 cancelled at shutdown: that would commit records that were never applied.
+
+Dependencies that fail are retried inside the batch (`retry_until_done`). Any other
+exception is a defect with no rule to handle it: Faust's supervisor would restart the agent
+*after* the batch it had taken, silently leaving it unapplied until the next rebalance, so
+the process stops instead (`fatal`); restarted, it resumes at the last committed offset.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +44,18 @@ SEAT_FACTS = "seatflow.seat-facts"
 SEATS_CHANGELOG = "{group}-seats-changelog"
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
+FATAL_EXIT_CODE = 70  # EX_SOFTWARE
+
+
+def fatal(what: str, exc: BaseException) -> None:
+    """Stop the process at once: nothing of the batch in hand was acknowledged."""
+    log.critical("%s failed with an error no rule covers; stopping the worker", what,
+                 exc_info=exc)  # fmt: skip
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(FATAL_EXIT_CODE)
+
+
 Outgoing = tuple[str, int | None, bytes | None, bytes | None, Sequence[tuple[str, bytes]] | None]
 
 
@@ -57,6 +76,8 @@ def create_app(settings: Settings, catalog: TopicCatalog, sinks: SinkSet) -> fau
         broker_max_poll_records=settings.batch_max_events,
         stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
         table_standby_replicas=settings.standby_replicas,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         web_enabled=False,
         autodiscover=False,
     )
@@ -66,9 +87,13 @@ def create_app(settings: Settings, catalog: TopicCatalog, sinks: SinkSet) -> fau
         internal=True, **RAW,
     )  # fmt: skip
     table = app.Table(
-        "seats", partitions=partitions, changelog_topic=changelog,
-        schema=faust.Schema(key_type=str, value_type=bytes, **RAW),
+        "seats", partitions=partitions, changelog_topic=changelog, key_type=bytes,
+        value_type=bytes,
     )  # fmt: skip
+    # Faust derives a table's store serializers from its types ("json" unless a Model), not
+    # from a schema: set them before the store exists, or RocksDB hands back parsed JSON and
+    # the memory store recovers keys of another type than it was written with.
+    table.key_serializer = table.value_serializer = "raw"
     within = settings.batch_max_ms / 1000
 
     seat_table = SeatTable(table, changelog.get_topic_name(), lambda *a: app.producer.send(*a))
@@ -100,7 +125,10 @@ def create_app(settings: Settings, catalog: TopicCatalog, sinks: SinkSet) -> fau
     def ingest_agent(event_type: EventType, dlq: str) -> Any:
         async def run(stream: faust.StreamT[Any]) -> None:
             async for events in stream.noack_take(settings.batch_max_events, within):
-                await ingest_batch(events, event_type, dlq)
+                try:
+                    await ingest_batch(events, event_type, dlq)
+                except Exception as exc:
+                    fatal(f"ingest of {event_type}", exc)
                 for event in events:
                     await stream.ack(event)
 
@@ -146,7 +174,10 @@ def create_app(settings: Settings, catalog: TopicCatalog, sinks: SinkSet) -> fau
 
     async def project_seats(stream: faust.StreamT[Any]) -> None:
         async for events in stream.noack_take(settings.seat_batch_max_messages, within):
-            await seat_batch(events)
+            try:
+                await seat_batch(events)
+            except Exception as exc:
+                fatal("seat projection", exc)
             for event in events:
                 await stream.ack(event)
 

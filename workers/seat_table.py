@@ -1,12 +1,14 @@
 """The seat table: a Faust table of seat states, written per partition, changelog awaited.
 
-Two Faust behaviours shape this module:
+Three Faust behaviours shape this module:
 
 - a table's store (RocksDB keeps one database per partition) picks the partition of *the
   current event*; in a batch that spans partitions that would file a seat under the wrong
   one. So each partition's slice of a batch runs with the current event pinned to an
   event of that partition (`pinned`), and the seat-facts routing uses the same murmur2
   partitioner as Kafka, so a seat's state lives in the partition its facts arrive on.
+- keys are the seat id's utf-8 bytes, the same bytes the changelog carries, so a state
+  written and a state recovered from the changelog are found under one key;
 - `table[key] = value` queues the changelog record in a 100-message buffer and forgets
   it. The seat stage must know the state is durable *before* the sinks apply mutations
   derived from it (the table may run ahead of the sinks, never behind), so `save` sends
@@ -46,13 +48,13 @@ class SeatTable:
 
     def get(self, seat_id: str) -> bytes | None:
         """Read under `pinned` (RocksDB looks in the current event's partition)."""
-        return self.table.data.get(seat_id)
+        return self.table.data.get(seat_id.encode())
 
     def store(self, states: Mapping[str, bytes]) -> None:
         """Write to the local store, under `pinned`."""
         data = self.table.data
         for seat_id, value in states.items():
-            data[seat_id] = value
+            data[seat_id.encode()] = value
 
     async def save(self, partition: int, states: Mapping[str, bytes]) -> None:
         """Send the changelog records and wait until Kafka has them all."""

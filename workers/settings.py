@@ -43,10 +43,15 @@ class Settings(BaseSettings):
     seat_batch_max_messages: int = Field(
         20, ge=1, description="Seat-facts messages per seat-stage batch (each holds many facts)"
     )
+    session_timeout_s: float = Field(
+        15.0,
+        gt=1,
+        description="Kafka group session timeout: how soon a dead worker's "
+        "partitions move to the others",
+    )
     standby_replicas: int = Field(1, ge=0, description="Faust table standby replicas")
     store: StoreKind = Field(StoreKind.ROCKSDB, description="Faust table store")
     data_dir: Path = Field(Path("./data"), description="Faust table data directory")
-    topic_partitions: int = Field(4, ge=1, description="Partitions of internal topics")
 
 
 def load_settings() -> Settings:

@@ -107,11 +107,11 @@ def pipeline_topics(catalog: TopicCatalog) -> list[str]:
 
 
 async def wait_drained(
-    settings: Settings, worker: WorkerProcess | None = None, timeout: float = 300
+    settings: Settings, worker: WorkerProcess | None = None, within: float = 300
 ) -> None:
     """Until the group has committed every record of the sources and of seat-facts."""
     topics = pipeline_topics(load_catalog(settings))
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     lag: dict[tuple[str, int], int] = {}
     while time.monotonic() < deadline:
         if worker is not None and not worker.alive():
@@ -121,19 +121,19 @@ async def wait_drained(
             return
         await asyncio.sleep(1)
     tail = worker.log_tail() if worker else ""
-    raise AssertionError(f"not drained after {timeout}s, lag {lag}\n{tail}")
+    raise AssertionError(f"not drained after {within}s, lag {lag}\n{tail}")
 
 
-async def wait_lag_below(settings: Settings, total: int, timeout: float = 120) -> int:
+async def wait_lag_below(settings: Settings, total: int, within: float = 120) -> int:
     """Until fewer than `total` records of sources and seat-facts remain uncommitted."""
     topics = pipeline_topics(load_catalog(settings))
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         remaining = sum((await group_lag(settings, topics)).values())
         if remaining < total:
             return remaining
         await asyncio.sleep(0.2)
-    raise AssertionError(f"lag did not fall below {total} in {timeout}s")
+    raise AssertionError(f"lag did not fall below {total} in {within}s")
 
 
 async def read_models(settings: Settings) -> Snapshot:

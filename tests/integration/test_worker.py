@@ -44,7 +44,7 @@ async def test_worker_projects_20k_upstream_events_exactly(
     worker = WorkerProcess(settings, tmp_path)
     worker.start()
     try:
-        await wait_drained(settings, worker, timeout=600)
+        await wait_drained(settings, worker, within=600)
     finally:
         worker.stop()
 
@@ -73,12 +73,12 @@ async def test_worker_killed_three_times_mid_stream_stays_exact(
         await produce(settings, wave)
         worker.start()
         # let it get well into the wave, then crash it
-        await wait_lag_below(settings, int(len(wave) * 0.7), timeout=300)
+        await wait_lag_below(settings, int(len(wave) * 0.7), within=300)
         worker.kill(signal.SIGKILL)
     await produce(settings, waves[3])
     worker.start()
     try:
-        await wait_drained(settings, worker, timeout=600)
+        await wait_drained(settings, worker, within=600)
     finally:
         worker.stop()
     assert worker.starts == 4

@@ -47,7 +47,7 @@ def decode(
         event_type = EventType(event_type)
     version_label: str | None = None
     try:
-        data = as_bytes(value)
+        data = value if type(value) is bytes and value else as_bytes(value)
         payload = parse_object(data)
         version = detect_version(event_type, payload, headers)
         version_label = _LABELS[event_type, version]

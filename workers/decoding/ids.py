@@ -20,7 +20,11 @@ _UUID_TEXT = re.compile(
 )
 
 
-def _canonical(text: str) -> str:
+def canonical_uuid_or_nil(text: str) -> str:
+    """Canonical form, the nil UUID included (the caller decides what nil means).
+
+    Precondition: `text` matched the schemas' uuid pattern ("D" or "N" form, any case).
+    """
     lower = text.lower()
     if len(lower) == 36:
         return lower
@@ -32,7 +36,7 @@ def canonical_uuid(text: str, path: str) -> str:
 
     Precondition: `text` matched the schemas' uuid pattern ("D" or "N" form, any case).
     """
-    canonical = _canonical(text)
+    canonical = canonical_uuid_or_nil(text)
     if canonical == NIL_UUID:
         raise DecodeError(
             DecodeErrorKind.INVALID_VALUE, f"{path}: the nil UUID {text!r} is not an id"
@@ -47,7 +51,7 @@ def optional_uuid(text: str | None) -> str | None:
     """
     if text is None:
         return None
-    canonical = _canonical(text)
+    canonical = canonical_uuid_or_nil(text)
     return None if canonical == NIL_UUID else canonical
 
 
@@ -61,7 +65,7 @@ def uuid_in_key(key: bytes) -> str | None:
         return None
     if _UUID_TEXT.fullmatch(text) is None:
         return None
-    return _canonical(text)
+    return canonical_uuid_or_nil(text)
 
 
 def key_spells(key: bytes, canonical: str) -> bool:

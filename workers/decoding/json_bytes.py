@@ -50,6 +50,7 @@ _LONG_DIGIT_RUN = b"0" * 16
 _TINY_EXPONENT = b"e-000"
 _TINY_EXPONENT_NUMBER = re.compile(rb":\s*-?0+e-000")
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _STRING_LITERAL = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
@@ -158,7 +159,8 @@ def loads_exact(data: bytes) -> Any:
         raise _undecodable(f"number out of range: {str(exc).partition(':')[0]}") from None
     except RecursionError:
         raise _undecodable("JSON nesting is too deep") from None
-    _reject_lone_surrogates(parsed, "$")
+    if _SURROGATE_ESCAPE.search(text) is not None:  # the only way to write one in JSON
+        _reject_lone_surrogates(parsed, "$")
     return parsed
 
 

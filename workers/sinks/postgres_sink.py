@@ -18,9 +18,18 @@ sinks), so each statement mirrors one loop of `MemorySink.write`:
 - event_sales_daily: counters add up, and a row whose counters are all back to zero is
   deleted, so that which rows exist does not depend on event order or batching.
 
-Lock order: workers on different partitions share order, customer and daily rows, so
-every statement takes its rows in key order, tables in a fixed order, which keeps two
-concurrent batches from deadlocking each other.
+Lock order: workers on different partitions share order, customer and daily rows, and
+often create the same new row at the same time (every seat of an order writes its header,
+from its own partition). Tables are written in a fixed order, and:
+
+- customer_activity and event_sales_daily are each ONE upsert with its rows sorted by key:
+  an upsert locks (or inserts) rows in input order whether they exist or not, so two
+  batches meet in the same order and one simply waits for the other;
+- orders take three statements (headers, then expiry counts, on different key sets), so
+  they are serialised first by transaction-scoped advisory locks on the order ids, taken
+  in sorted order. Row locks cannot do that: `SELECT ... FOR UPDATE` skips rows that a
+  concurrent batch is inserting, which let two batches lock orders in opposite orders
+  and deadlock (tests/integration/sinks/test_postgres.py reproduced it).
 """
 
 from __future__ import annotations
@@ -64,8 +73,9 @@ class WritePlan:
     order_items: Columns = field(default_factory=list)
     order_headers: Columns = field(default_factory=list)
     order_expired: Columns = field(default_factory=list)
-    order_lock: list[str] = field(default_factory=list)
-    """Every order the flush touches: locked first, in key order, before any write."""
+    order_lock: list[int] = field(default_factory=list)
+    """Advisory lock keys of every order the flush touches, sorted: taken before any
+    write to orders."""
     customers: Columns = field(default_factory=list)
     daily: Columns = field(default_factory=list)
 
@@ -100,6 +110,19 @@ def _header(h: OrderHeader) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+ORDER_LOCK_CLASS = 0x5EA7F11
+"""First key of the orders' advisory locks (the second is `order_lock_key`), apart from
+the migration lock's class and from anyone's single-bigint advisory locks."""
+
+
+def order_lock_key(order_id: str) -> int:
+    """A signed 32-bit advisory lock key for an order id (a UUID): its last 32 bits.
+
+    Two orders sharing a key merely serialise; keys are sorted, so never a deadlock.
+    """
+    return (int(order_id[-8:], 16) ^ 0x80000000) - 0x80000000
+
+
 def plan_writes(m: Mutations) -> WritePlan:
     """Turn merged mutations into the statements' arrays (pure: unit-tested)."""
     plan = WritePlan()
@@ -112,7 +135,9 @@ def plan_writes(m: Mutations) -> WritePlan:
     )
     plan.order_headers = _transpose([_header(h) for _, h in sorted(m.order_headers.items())])
     plan.order_expired = _transpose(sorted(m.order_expired_items.items()))
-    plan.order_lock = sorted(set(m.order_headers) | set(m.order_expired_items))
+    plan.order_lock = sorted(
+        {order_lock_key(o) for o in (*m.order_headers, *m.order_expired_items)}
+    )
 
     # One row per customer: the union of counter deltas and activity times (MemorySink
     # creates the row on either).
@@ -201,10 +226,9 @@ def _statements(s: str) -> dict[str, str]:
                 price = excluded.price,
                 status = excluded.status,
                 projected_at = excluded.projected_at""",
+        # unnest yields the (sorted) keys in array order, so the locks are taken in order.
         "lock_orders": f"""
-            SELECT order_id FROM {s}.orders WHERE order_id = ANY($1::uuid[])
-            ORDER BY order_id
-            FOR UPDATE""",
+            SELECT pg_advisory_xact_lock({ORDER_LOCK_CLASS}, k) FROM unnest($1::int[]) AS u(k)""",
         "order_headers": f"""
             INSERT INTO {s}.orders AS o (
                 order_id, message_id, customer_id, item_count, total_amount, currency,

@@ -18,7 +18,7 @@ from workers.projection.model import (
     SeatRecord,
 )
 from workers.sinks import postgres_sink
-from workers.sinks.postgres_sink import plan_writes
+from workers.sinks.postgres_sink import order_lock_key, plan_writes
 from workers.sinks.redis_sink import _by_event, _glob_escape, write_payload
 
 T = datetime(2030, 1, 1, tzinfo=UTC)
@@ -57,9 +57,17 @@ def test_rows_are_sorted_by_key_for_a_stable_lock_order() -> None:
 def test_orders_lock_covers_headers_and_expiry_counts() -> None:
     m = Mutations(order_headers={C: header(C), A: header(A)}, order_expired_items={B: 1, A: 2})
     plan = plan_writes(m)
-    assert plan.order_lock == [A, B, C]
+    assert plan.order_lock == sorted({order_lock_key(A), order_lock_key(B), order_lock_key(C)})
     assert plan.order_headers[0] == [A, C]
     assert plan.order_expired == [[A, B], [2, 1]]
+
+
+def test_order_lock_keys_are_signed_32_bit() -> None:
+    """pg_advisory_xact_lock(int, int) takes signed ints: the whole uint32 range maps."""
+    assert order_lock_key("00000000-0000-4000-8000-000000000000") == 0
+    assert order_lock_key("00000000-0000-4000-8000-00007fffffff") == 2**31 - 1
+    assert order_lock_key("00000000-0000-4000-8000-000080000000") == -(2**31)
+    assert order_lock_key("00000000-0000-4000-8000-0000ffffffff") == -1
 
 
 def test_customer_rows_union_deltas_and_activity() -> None:
