@@ -6,13 +6,14 @@ prefix, so tests never see each other, and everything is removed afterwards.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.integration.private_services import PrivatePostgres, PrivateRedis
 from workers.settings import Settings, StoreKind
 
 pytestmark = pytest.mark.integration
@@ -98,3 +99,21 @@ async def migrated_settings(settings_factory: SettingsFactory) -> Settings:
     settings = settings_factory()
     await migrate(settings.postgres_dsn.get_secret_value(), settings.pg_schema)
     return settings
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A Redis of this test's own, which it may stop and start (outage tests)."""
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of this test's own, which it may stop and start (outage tests)."""
+    server = PrivatePostgres()
+    server.start()
+    yield server
+    server.close()

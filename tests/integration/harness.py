@@ -59,7 +59,7 @@ async def produce(settings: Settings, records: Sequence[UpstreamRecord]) -> None
                     record.value,
                     key=record.key,
                     partition=record.partition(spec.partitions),
-                )  # fmt: skip
+                )
             )
         await asyncio.gather(*futures)
     finally:
