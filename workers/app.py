@@ -21,20 +21,27 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from workers.deadletter import DeadLetter, dead_letter_headers
 from workers.events import EventType
 from workers.ingest import ingest
+from workers.kafka_clients import faust_credentials
+from workers.observability.metrics import Observer
+from workers.observability.monitor import instrument
+from workers.observability.timing import MessageTiming, timing_headers
 from workers.records import RawRecord
-from workers.retry import Health, retry_until_done
+from workers.retry import Health, Partition, retry_until_done
 from workers.seat_stage import apply_to_sinks, project_partition
 from workers.seat_table import SeatTable, pinned
 from workers.settings import Settings
+from workers.shutdown import BatchGate
 from workers.sinks.connect import SinkSet
 from workers.topic_catalog import TopicCatalog
 
@@ -45,6 +52,9 @@ SEATS_CHANGELOG = "{group}-seats-changelog"
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
 FATAL_EXIT_CODE = 70  # EX_SOFTWARE
+PRODUCER_MAX_REQUEST_BYTES = 8 * 1024 * 1024
+"""A dead letter is its source record (up to the broker's ~1 MB) plus our headers, so it
+can exceed 1 MB: the `.dlq` topics allow 8 MiB (topics/catalog.toml), and so must we."""
 
 
 def fatal(what: str, exc: BaseException) -> None:
@@ -59,13 +69,22 @@ def fatal(what: str, exc: BaseException) -> None:
 Outgoing = tuple[str, int | None, bytes | None, bytes | None, Sequence[tuple[str, bytes]] | None]
 
 
-def create_app(settings: Settings, catalog: TopicCatalog, sinks: SinkSet) -> faust.App:
+def create_app(
+    settings: Settings, catalog: TopicCatalog, sinks: SinkSet, observer: Observer | None = None
+) -> faust.App:
     facts_spec = catalog.get(SEAT_FACTS)
     partitions = facts_spec.partitions
-    health = Health()
+    health = Health(control=_ConsumerPauser(lambda: app.consumer))
+    metrics = observer or Observer(settings.consumer_group, [s.logical for s in catalog.sources()])
+    gate = BatchGate()  # closed on SIGTERM: batches in hand finish, no new ones start
     app = faust.App(
         settings.consumer_group,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),
+        # Shutdown drains through `gate` first (workers/shutdown.py); Faust's own wait for
+        # every delivered message to be acked would wait for parked batches forever.
+        stream_wait_empty=False,
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir),
         topic_partitions=partitions,
@@ -111,26 +130,32 @@ def create_app(settings: Settings, catalog: TopicCatalog, sinks: SinkSet) -> fau
 
     # ---------------------------------------------------------------- ingest agents
     async def ingest_batch(events: Sequence[Any], event_type: EventType, dlq: str) -> None:
+        started = time.perf_counter()
         records = [RawRecord.from_message(e.message) for e in events]
         result = ingest(records, event_type, partitions)
-        out: list[Outgoing] = [(facts_spec.name, p, None, v, None) for p, v in result.messages]
+        timing = timing_headers(records)  # decode time and oldest record timestamp: latencies
+        out: list[Outgoing] = [(facts_spec.name, p, None, v, timing) for p, v in result.messages]
         out += dead_letter_records(dlq, result.dead_letters)
         for d in result.dead_letters:
             r = d.record
             log.warning("dead-lettered %s/%d@%d: %s", r.topic, r.partition, r.offset, d.reason)
         await retry_until_done(
-            lambda: produce(out), what=f"produce {event_type} facts", log=log, health=health
-        )
+            lambda: produce(out), what=f"produce {event_type} facts", log=log, health=health,
+            partitions=_partitions_of(events),
+        )  # fmt: skip
+        metrics.ingested(event_type.value, len(records), result.facts, result.dead_letters,
+                         time.perf_counter() - started)  # fmt: skip
 
     def ingest_agent(event_type: EventType, dlq: str) -> Any:
         async def run(stream: faust.StreamT[Any]) -> None:
             async for events in stream.noack_take(settings.batch_max_events, within):
-                try:
-                    await ingest_batch(events, event_type, dlq)
-                except Exception as exc:
-                    fatal(f"ingest of {event_type}", exc)
-                for event in events:
-                    await stream.ack(event)
+                async with gate.batch():
+                    try:
+                        await ingest_batch(events, event_type, dlq)
+                    except Exception as exc:
+                        fatal(f"ingest of {event_type}", exc)
+                    for event in events:
+                        await stream.ack(event)
 
         return run
 
@@ -145,12 +170,15 @@ def create_app(settings: Settings, catalog: TopicCatalog, sinks: SinkSet) -> fau
     facts_dlq = catalog.dead_letter_for(SEAT_FACTS).name
 
     async def seat_batch(events: Sequence[Any]) -> None:
+        started = time.perf_counter()
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)
         positioned = []
         letters: list[DeadLetter] = []
         saved: list[tuple[Any, int, dict[str, bytes]]] = []
+        timings: dict[tuple[int, int], MessageTiming] = {}
+        facts = 0
         for partition, part_events in sorted(by_partition.items()):
             records = [RawRecord.from_message(e.message) for e in part_events]
             with pinned(part_events[-1]):
@@ -159,29 +187,66 @@ def create_app(settings: Settings, catalog: TopicCatalog, sinks: SinkSet) -> fau
             saved.append((part_events[-1], partition, result.states))
             positioned += result.positioned
             letters += result.dead_letters
+            timings.update(result.timings)
+            facts += result.facts
 
         async def save_states() -> None:
             await asyncio.gather(*(seat_table.save(p, states) for _, p, states in saved))
 
-        await retry_until_done(save_states, what="seat table changelog", log=log, health=health)
+        batch_partitions = _partitions_of(events)
+        await retry_until_done(
+            save_states, what="seat table changelog", log=log, health=health,
+            partitions=batch_partitions,
+        )  # fmt: skip
         if letters:
             out = dead_letter_records(facts_dlq, letters)
             await retry_until_done(
-                lambda: produce(out), what="produce dead letters", log=log, health=health
-            )
+                lambda: produce(out), what="produce dead letters", log=log, health=health,
+                partitions=batch_partitions,
+            )  # fmt: skip
         await sinks.connected(health)
-        await apply_to_sinks(sinks.all, facts_spec.name, positioned, health)
+        observed = metrics.observed_sinks(sinks.all, timings)  # times each flush
+        await apply_to_sinks(observed, facts_spec.name, positioned, health)
+        metrics.projected(len(events), facts, letters, time.perf_counter() - started)
 
     async def project_seats(stream: faust.StreamT[Any]) -> None:
         async for events in stream.noack_take(settings.seat_batch_max_messages, within):
-            try:
-                await seat_batch(events)
-            except Exception as exc:
-                fatal("seat projection", exc)
-            for event in events:
-                await stream.ack(event)
+            async with gate.batch():
+                try:
+                    await seat_batch(events)
+                except Exception as exc:
+                    fatal("seat projection", exc)
+                for event in events:
+                    await stream.ack(event)
 
     app.agent(seat_facts, name="project-seats", sink=None)(project_seats)
 
+    instrument(app, settings, catalog, health, metrics, tables=[table])
     app.seatflow_health = health  # type: ignore[attr-defined]
+    app.seatflow_observer = metrics  # type: ignore[attr-defined]
+    app.seatflow_gate = gate  # type: ignore[attr-defined]
     return app
+
+
+def _partitions_of(events: Sequence[Any]) -> set[Partition]:
+    """The (topic, partition) pairs a batch of Faust events was read from."""
+    return {(e.message.topic, e.message.partition) for e in events}
+
+
+class _ConsumerPauser:
+    """Pauses and resumes fetching in Faust's consumer while a batch is retried.
+
+    Resuming only touches partitions still assigned: a rebalance during an outage may have
+    moved them, and Faust would otherwise fetch from partitions it no longer owns.
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer  # a callable: the app's consumer exists only once started
+
+    def pause(self, partitions: Collection[Partition]) -> None:
+        self._consumer().pause_partitions({TP(t, p) for t, p in partitions})
+
+    def resume(self, partitions: Collection[Partition]) -> None:
+        consumer = self._consumer()
+        assigned = consumer.assignment()
+        consumer.resume_partitions({TP(t, p) for t, p in partitions} & set(assigned))

@@ -12,11 +12,15 @@ import sys
 from collections.abc import Sequence
 
 from workers import __version__
+from workers.settings import SettingsError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "workers.commands.topics",
     "workers.commands.db",
     "workers.commands.worker",
+    "workers.commands.lag",
+    "workers.commands.dlq",
+    "workers.commands.config",
 )
 
 
@@ -42,7 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    return int(func(args) or 0)
+    try:
+        return int(func(args) or 0)
+    except SettingsError as e:
+        # One line per problem, naming the variable: no traceback for a typo in a setting.
+        for line in e.problems:
+            print(f"seatflow: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

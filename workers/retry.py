@@ -1,8 +1,13 @@
 """Retrying a step that must eventually succeed: capped exponential backoff with jitter.
 
 A sink or broker that is down is waited for, never skipped: the batch in hand is kept and
-its offsets are not acknowledged until the step succeeds. Logging is once per change of
-state (failing / recovered), not once per attempt, so an outage of an hour is two lines.
+its offsets are not acknowledged until the step succeeds. Only failures that `classify`
+calls RETRY are retried; anything else propagates at once, so a defect stops the worker
+instead of looping forever in silence (see `workers.errors`).
+
+While a step is failing, the partitions of its batch are paused (no more records fetched
+for them) and `Health` says the worker is degraded. Logging is once per change of state
+(failing / recovered), not once per attempt, so an outage of an hour is two lines.
 """
 
 from __future__ import annotations
@@ -11,11 +16,16 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from workers.errors import Policy, classify, describe
 
 T = TypeVar("T")
+
+Partition = tuple[str, int]
+"""(topic, partition): kept as a plain tuple so that this module needs no Faust import."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,20 +35,66 @@ class Backoff:
     multiplier: float = 2.0
 
     def delay(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(maximum, initial * multiplier**attempt)]."""
-        ceiling = min(self.maximum, self.initial * self.multiplier**attempt)
+        """Equal jitter: uniform in [ceiling / 2, ceiling], ceiling = min(maximum, initial *
+        multiplier**attempt). Never zero, so a dead dependency is not hammered, and spread,
+        so that workers recovering together do not retry in lockstep."""
+        ceiling = min(self.maximum, self.initial * self.multiplier ** min(attempt, 64))
         return random.uniform(ceiling / 2, ceiling)
 
 
-class Health:
-    """What the worker knows about its dependencies; read by metrics and /readyz later."""
+class PartitionControl(Protocol):
+    """Pauses and resumes fetching from partitions (the Faust consumer, in the worker)."""
 
-    def __init__(self) -> None:
-        self.failing: dict[str, str] = {}
+    def pause(self, partitions: Collection[Partition]) -> None: ...
+
+    def resume(self, partitions: Collection[Partition]) -> None: ...
+
+
+@dataclass(slots=True)
+class Health:
+    """What the worker knows about its dependencies; read by metrics and /readyz.
+
+    `failing` maps each failing step to its last error; `paused` maps it to the partitions
+    paused on its behalf. A partition paused by two failing steps (both sinks down during
+    one batch) is resumed when the last of them recovers.
+    """
+
+    failing: dict[str, str] = field(default_factory=dict)
+    paused: dict[str, frozenset[Partition]] = field(default_factory=dict)
+    control: PartitionControl | None = None
 
     @property
     def degraded(self) -> bool:
         return bool(self.failing)
+
+    @property
+    def paused_partitions(self) -> frozenset[Partition]:
+        """Every partition paused now, whichever step paused it."""
+        return frozenset().union(*self.paused.values())
+
+    def mark_failing(
+        self, what: str, error: str, partitions: Collection[Partition] = ()
+    ) -> frozenset[Partition]:
+        """Record that `what` fails; pause `partitions`; return those newly paused."""
+        self.failing[what] = error
+        newly = frozenset(partitions) - self.paused_partitions
+        self.paused[what] = self.paused.get(what, frozenset()) | frozenset(partitions)
+        if newly and self.control is not None:
+            self.control.pause(newly)
+        return newly
+
+    def mark_recovered(self, what: str) -> frozenset[Partition]:
+        """Record that `what` works again; resume the partitions no other step holds."""
+        self.failing.pop(what, None)
+        mine = self.paused.pop(what, frozenset())
+        released = mine - self.paused_partitions
+        if released and self.control is not None:
+            self.control.resume(released)
+        return released
+
+
+def _show(partitions: Collection[Partition]) -> str:
+    return ", ".join(f"{t}/{p}" for t, p in sorted(partitions)) or "none"
 
 
 async def retry_until_done(
@@ -48,28 +104,42 @@ async def retry_until_done(
     log: logging.Logger,
     health: Health | None = None,
     backoff: Backoff = Backoff(),
+    partitions: Collection[Partition] = (),
+    policy: Callable[[BaseException], Policy] = classify,
 ) -> T:
-    """Run `step` until it returns; every exception but cancellation is retried."""
+    """Run `step` until it returns; retry the failures `policy` calls RETRY.
+
+    Any other exception propagates unchanged (the caller's STOP path), as does
+    cancellation. `partitions` are those of the batch the step belongs to: paused while it
+    fails, resumed when it succeeds.
+    """
     attempt = 0
     started = 0.0
     while True:
         try:
             result = await step()
         except asyncio.CancelledError:
+            if attempt and health is not None:
+                health.mark_recovered(what)  # abandoned (shutdown, rebalance): not failing
             raise
         except Exception as exc:
+            if policy(exc) is not Policy.RETRY:
+                if attempt and health is not None:
+                    health.mark_recovered(what)  # no longer retrying: the caller decides
+                raise
             if attempt == 0:
                 started = time.monotonic()
-                log.warning("%s failing, retrying with backoff: %s: %s", what,
-                            type(exc).__name__, exc)  # fmt: skip
                 if health is not None:
-                    health.failing[what] = f"{type(exc).__name__}: {exc}"
+                    health.mark_failing(what, describe(exc), partitions)
+                log.warning("%s failing, retrying with backoff (paused: %s): %s", what,
+                            _show(partitions), describe(exc))  # fmt: skip
+            elif health is not None:
+                health.failing[what] = describe(exc)
             await asyncio.sleep(backoff.delay(attempt))
             attempt += 1
             continue
         if attempt:
-            log.warning("%s recovered after %d attempts in %.1fs", what, attempt + 1,
-                        time.monotonic() - started)  # fmt: skip
-            if health is not None:
-                health.failing.pop(what, None)
+            resumed = health.mark_recovered(what) if health is not None else frozenset()
+            log.warning("%s recovered after %d attempts in %.1fs (resumed: %s)", what,
+                        attempt + 1, time.monotonic() - started, _show(resumed))  # fmt: skip
         return result

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from workers.deadletter import DeadLetter
+from workers.errors import Policy, classify
+from workers.observability.timing import MessageTiming, message_timing, oldest_event_time_ms
 from workers.projection.batches import (
     FactsMessage,
     decode_facts,
@@ -43,6 +45,8 @@ class ProjectedPartition:
     states: dict[str, bytes] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     facts: int = 0
+    timings: dict[tuple[int, int], MessageTiming] = field(default_factory=dict)
+    """(partition, offset) -> when the message's facts entered the pipeline (for metrics)."""
 
 
 def project_partition(
@@ -54,7 +58,9 @@ def project_partition(
     for record in records:
         try:
             facts = decode_facts(record.value or b"")
-        except ValueError as exc:
+        except Exception as exc:
+            if classify(exc) is not Policy.DEAD_LETTER:
+                raise
             out.dead_letters.append(DeadLetter.from_exception(record, exc, str(exc), None))
             out.positioned.append(PositionedMutations(record.partition, record.offset, Mutations()))
             continue
@@ -64,6 +70,9 @@ def project_partition(
         positioned, _ = project(states, [FactsMessage(record.partition, record.offset, facts)])
         out.positioned.extend(positioned)
         out.facts += len(facts)
+        out.timings[(record.partition, record.offset)] = message_timing(
+            record, oldest_event_time_ms(facts), len(facts)
+        )
     out.states = {seat_id: encode_state(state) for seat_id, state in states.items()}
     return out
 
@@ -71,11 +80,14 @@ def project_partition(
 async def apply_to_sinks(
     sinks: Sequence[Sink], topic: str, batch: Sequence[PositionedMutations], health: Health
 ) -> None:
-    """Every sink applies the batch; each is retried on its own until it has."""
+    """Every sink applies the batch; each is retried on its own until it has, with the
+    batch's seat-facts partitions paused meanwhile."""
+    partitions = {(topic, entry.partition) for entry in batch}
 
     async def one(sink: Sink) -> None:
         await retry_until_done(
-            lambda: sink.apply(topic, batch), what=f"{sink.name} sink", log=log, health=health
-        )
+            lambda: sink.apply(topic, batch), what=f"{sink.name} sink", log=log, health=health,
+            partitions=partitions,
+        )  # fmt: skip
 
     await asyncio.gather(*(one(sink) for sink in sinks))

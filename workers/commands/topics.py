@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import ValidationError
 
 from workers import topic_admin
+from workers.kafka_clients import KafkaAccessError, check_access, client_kwargs
 from workers.settings import Settings, load_settings
 from workers.topic_admin import ApplyReport, Drift, DriftKind, Outcome, TopicResult
 from workers.topic_catalog import CatalogError, TopicCatalog, load_catalog
@@ -126,6 +127,9 @@ def run_apply(args: argparse.Namespace) -> int:
                     fix_config=args.fix_config,
                 )
             )
+    except KafkaAccessError as e:
+        _error(str(e))
+        return EXIT_KAFKA
     except KafkaConnectionError:
         _error(
             f"cannot connect to Kafka at {settings.kafka_bootstrap} "
@@ -142,9 +146,8 @@ def run_apply(args: argparse.Namespace) -> int:
 async def _apply(
     settings: Settings, catalog: TopicCatalog, *, dry_run: bool, grow: bool, fix_config: bool
 ) -> ApplyReport:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, client_id="seatflow-topics"
-    )
+    await check_access(settings)  # a refused password or certificate, said plainly
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), client_id="seatflow-topics")
     try:
         await admin.start()
         if dry_run:

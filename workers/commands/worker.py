@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from workers.db.migrate import migrate
+from workers.kafka_clients import KafkaAccessError, check_access, client_kwargs
 from workers.retry import retry_until_done
 from workers.settings import Settings, load_settings
 from workers.topic_admin import ActionKind, apply, plan
@@ -55,7 +56,11 @@ async def prepare(settings: Settings, catalog: TopicCatalog) -> None:
         log.info("applied migration %s to schema %s", name, settings.pg_schema)
 
     async def ensure_topics() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        try:
+            await check_access(settings)
+        except KafkaAccessError as e:  # a refused secret is no outage: stop, do not retry
+            raise StartupError(str(e)) from None
+        admin = AIOKafkaAdminClient(**client_kwargs(settings))
         await admin.start()
         try:
             current = await plan(catalog, admin)
@@ -76,18 +81,22 @@ async def prepare(settings: Settings, catalog: TopicCatalog) -> None:
         finally:
             await admin.close()
 
-    try:
-        await ensure_topics()
-    except StartupError:
-        raise
-    except Exception:
-        await retry_until_done(ensure_topics, what="kafka topics", log=log)
+    async def ensure_topics_or_stop() -> StartupError | None:
+        try:
+            await ensure_topics()
+        except StartupError as e:  # returned, not raised: retry_until_done retries raises
+            return e
+        return None
+
+    stop = await retry_until_done(ensure_topics_or_stop, what="kafka topics", log=log)
+    if stop is not None:
+        raise stop
 
 
 def run(args: argparse.Namespace) -> int:
-    import faust  # deferred: importing faust is slow and other commands do not need it
-
+    # deferred: importing faust is slow and other commands do not need it
     from workers.app import create_app
+    from workers.shutdown import GracefulWorker
     from workers.sinks.connect import SinkSet
 
     logging.basicConfig(
@@ -102,6 +111,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(settings, catalog, SinkSet(settings))
-    worker = faust.Worker(app, loglevel=args.loglevel, redirect_stdouts=False)
-    worker.execute_from_commandline()
-    return 0
+    worker = GracefulWorker(
+        app, gate=app.seatflow_gate, timeout=settings.shutdown_timeout_s,
+        loglevel=args.loglevel, redirect_stdouts=False,
+    )  # fmt: skip
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as e:  # mode exits 0 after a stop, 1 after an error
+        code = e.code if isinstance(e.code, int) else 1
+    else:  # pragma: no cover - execute_from_commandline always raises SystemExit
+        code = 0
+    if (elapsed := worker.since_signal()) is not None:
+        log.info("stopped %.2fs after the signal", elapsed)
+    return code or worker.exit_code

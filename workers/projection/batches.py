@@ -44,15 +44,22 @@ def encode_facts(facts: Sequence[SeatFact]) -> bytes:
     return orjson.dumps({"v": FACTS_FORMAT, "facts": [fact_to_wire(f) for f in facts]})
 
 
+class MalformedFactsError(ValueError):
+    """A seat-facts message that is not one the ingest stage writes: a dead letter."""
+
+
 def decode_facts(value: bytes) -> list[SeatFact]:
-    """Raise ValueError for anything that is not a seat-facts message we wrote."""
+    """Raise MalformedFactsError for anything that is not a seat-facts message we wrote."""
     try:
         doc = orjson.loads(value)
         if doc.get("v") != FACTS_FORMAT:
-            raise ValueError(f"unknown seat-facts format {doc.get('v')!r}")
+            raise MalformedFactsError(f"unknown seat-facts format {doc.get('v')!r}")
         return [fact_from_wire(wire) for wire in doc["facts"]]
-    except (orjson.JSONDecodeError, AttributeError, KeyError, IndexError, TypeError) as exc:
-        raise ValueError(f"malformed seat-facts message: {exc}") from exc
+    except MalformedFactsError:
+        raise
+    except (ValueError, ArithmeticError, AttributeError, KeyError, IndexError, TypeError) as exc:
+        # ValueError covers orjson's errors and bad ISO times; ArithmeticError, Decimal's.
+        raise MalformedFactsError(f"malformed seat-facts message: {exc!r}") from exc
 
 
 def encode_state(state: SeatState) -> bytes:

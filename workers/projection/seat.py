@@ -35,7 +35,8 @@ The rules (see ../shared/read-models.md and README.md "Projection rules"):
    any of its items' reservations expired.
 7. Counters of a reservation (customer reservations, holds, expirations; daily
    reservations and expirations) and of an order item (daily seats_ordered, revenue) count
-   on the UTC day of the event's own time. A customer's last activity is the latest time
+   on the UTC day of the event's own time, under the seat's section (its catalog entry's,
+   else the reservation's). A customer's last activity is the latest time
    of any of its events.
 """
 
@@ -190,11 +191,13 @@ def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
             _add(customer, (who, "active_holds"), 1)
         if expiry:
             _add(customer, (who, "expirations"), 1)
-        if concert_event_id is not None and section is not None:
+        seat_section = _section(catalog) or section
+        if concert_event_id is not None and seat_section is not None:
             day = creation.created_at.date()
-            _add(daily, (concert_event_id, section, day, "reservations"), 1)
+            _add(daily, (concert_event_id, seat_section, day, "reservations"), 1)
             if expiry:
-                _add(daily, (concert_event_id, section, expiry.expired_at.date(), "expirations"), 1)
+                expired_day = expiry.expired_at.date()
+                _add(daily, (concert_event_id, seat_section, expired_day, "expirations"), 1)
         if status != RES_EXPIRED and (holder is None or _newer(creation, holder)):
             holder = creation
             holder_status = ORDERED if status == RES_ORDERED else RESERVED

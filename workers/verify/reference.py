@@ -151,9 +151,10 @@ def fold(records: Iterable[SourceRecord]) -> Snapshot:
         row[0] += 1
         row[1] += status == "active"
         row[2] += expiry is not None
-        if (r := day_row(event, section, c.created_at)) is not None:
+        seat_section = catalog_section(seat_id) or section
+        if (r := day_row(event, seat_section, c.created_at)) is not None:
             r[0] += 1
-        if expiry and (r := day_row(event, section, expiry[0].expired_at)) is not None:
+        if expiry and (r := day_row(event, seat_section, expiry[0].expired_at)) is not None:
             r[1] += 1
         if status != "expired":
             current = holders.get(seat_id)

@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from workers.decoding import DecodeError, decode
 from workers.events import EventType
+from workers.kafka_clients import client_kwargs
 from workers.settings import Settings
 from workers.topic_catalog import TopicCatalog
 from workers.verify.reference import SourceRecord, fold
@@ -19,7 +20,7 @@ from workers.verify.snapshot import Snapshot
 
 
 async def partitions_of(settings: Settings, topics: list[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
     try:
         described = await admin.describe_topics(topics)
@@ -35,7 +36,7 @@ async def read_sources(settings: Settings, catalog: TopicCatalog) -> list[Source
     logical = {spec.name: spec.logical for spec in catalog.sources()}
     tps = await partitions_of(settings, list(logical))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+        **client_kwargs(settings), enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )  # fmt: skip
     await consumer.start()
@@ -71,8 +72,8 @@ async def fold_topics(settings: Settings, catalog: TopicCatalog) -> Snapshot:
 async def group_lag(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
     """Messages not yet committed by the consumer group, per topic-partition."""
     tps = await partitions_of(settings, topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    consumer = AIOKafkaConsumer(**client_kwargs(settings))
     await admin.start()
     await consumer.start()
     try:

@@ -60,7 +60,13 @@ async def harness(
         async def read_memory() -> Snapshot:
             return memory.snapshot()
 
-        yield Harness(kind, memory, lambda s: s, read_memory)
+        h_memory = Harness(kind, memory, lambda s: s, read_memory)
+
+        async def same_memory() -> Sink:
+            return memory  # a second writer on the same store, as two tasks of one process
+
+        h_memory.another = same_memory
+        yield h_memory
         return
 
     if kind == "postgres":

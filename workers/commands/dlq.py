@@ -1,0 +1,537 @@
+"""`seatflow dlq`: inspect dead letters and send them back through the projections.
+
+    seatflow dlq list                      counts by topic and reason, first/last failure
+    seatflow dlq show --topic order-placed --reason schema --limit 5
+    seatflow dlq redrive --topic reservation-created --since 2h --dry-run
+
+The dead-letter topics are read with a consumer of no group (manual assignment, nothing
+committed), from the beginning to the end offsets seen at start, so the commands never
+disturb the workers nor each other. A redrive re-produces each selected dead letter's
+original key, value and headers to its source topic (original partition and timestamp)
+with `seatflow.redrive.*` headers; the workers then name its facts after the ORIGINAL
+record, which makes a second redrive change nothing (see `workers.redrive`).
+
+Exit codes: 0 done, 1 some selected dead letters were not sent (still rejected by the
+current decoder, or refused by Kafka), 2 usage or configuration error, 3 Kafka unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from workers.deadletter import STACK, StoredDeadLetter
+from workers.dlq_query import BadTimeError, Selection, parse_when, summarise
+from workers.redrive import Redrive, plan_redrive
+from workers.settings import Settings, load_settings
+from workers.topic_catalog import CatalogError, TopicCatalog, TopicRole, TopicSpec, load_catalog
+
+EXIT_OK = 0
+EXIT_NOT_ALL_SENT = 1
+EXIT_USAGE = 2
+EXIT_KAFKA = 3
+
+FETCH_BYTES = 16 * 1024 * 1024
+"""Per partition and fetch: dead letters may exceed 1 MB (the `.dlq` topics allow 8 MiB)."""
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+_EPILOG = (
+    "Topics are named by their source (reservation-created), their dead-letter topic "
+    "(reservation-created.dlq) or its physical name; default: every dead-letter topic. "
+    "--reason matches a case-insensitive substring of the reason or of the error class "
+    "(e.g. schema_violation, undecodable, unknown_version, invalid_value). --since/--until "
+    "take a duration back from now (30m, 2h, 7d) or an ISO 8601 time (no offset: UTC) and "
+    "compare the time of failure. Exit codes: 0 done, 1 not every selected dead letter was "
+    "sent, 2 usage or configuration error, 3 Kafka unreachable."
+)
+
+
+class UsageError(Exception):
+    """A command-line mistake; the message says what to type instead."""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "dlq",
+        help="inspect dead letters and redrive them after a fix",
+        description="Inspect the dead-letter topics (records the workers could not decode) "
+        "and send selected dead letters back through the projections once the decoder "
+        "accepts them.",
+        epilog=_EPILOG,
+    )
+    parser.set_defaults(func=lambda _args: _usage(parser))
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    listing = commands.add_parser(
+        "list",
+        help="count dead letters by topic and reason, with first and last failure times",
+        description="Count the selected dead letters by dead-letter topic, error class and "
+        "reason. Reasons are grouped by pattern (quoted values and numbers blanked) unless "
+        "--exact.",
+        epilog=_EPILOG,
+    )
+    _add_filters(listing)
+    listing.add_argument("--exact", action="store_true", help="group by the exact reason")
+    listing.add_argument("--json", action="store_true", help="one JSON object per group")
+    listing.set_defaults(func=run_list)
+
+    show = commands.add_parser(
+        "show",
+        help="print dead letters: seatflow's headers, the original headers, key and payload",
+        description="Print the selected dead letters, oldest first: where and why each failed "
+        "(the seatflow.dlq.* headers), the original headers and key, and the payload (pretty "
+        "JSON when it parses, else escaped text or hex), truncated unless --full.",
+        epilog=_EPILOG,
+    )
+    _add_filters(show)
+    show.add_argument(
+        "--offset", type=int, help="only the dead letter at this offset (needs one --topic)"
+    )
+    show.add_argument(
+        "--limit", type=int, default=10, help="at most this many, the newest (default 10)"
+    )
+    show.add_argument("--full", action="store_true", help="do not truncate payloads")
+    show.add_argument(
+        "--max-bytes", type=int, default=2000,
+        help="payload characters shown before truncating (default 2000)",
+    )  # fmt: skip
+    show.add_argument("--stack", action="store_true", help="also print the stack trace")
+    show.add_argument("--json", action="store_true", help="one JSON object per dead letter")
+    show.set_defaults(func=run_show)
+
+    redrive = commands.add_parser(
+        "redrive",
+        help="send selected dead letters back to their source topics (after a fix)",
+        description="Decode each selected dead letter with this version's decoder and send "
+        "those that decode now to their source topic, as the producer sent them (key, value, "
+        "headers, partition, timestamp) plus seatflow.redrive.* headers. The workers name "
+        "the facts of a redriven record after the original record, so redriving the same "
+        "dead letters again changes nothing. Those still rejected are listed with their "
+        "reason and not sent (unless --force).",
+        epilog=_EPILOG,
+    )
+    _add_filters(redrive)
+    redrive.add_argument(
+        "--dry-run", action="store_true", help="show what would be sent; send nothing"
+    )
+    redrive.add_argument(
+        "--force", action="store_true",
+        help="also send dead letters the current decoder still rejects (they will be "
+        "dead-lettered again, keeping their original position)",
+    )  # fmt: skip
+    redrive.set_defaults(func=run_redrive)
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--topic", action="append", metavar="TOPIC",
+        help="a source or dead-letter topic (repeatable; default: all dead-letter topics)",
+    )  # fmt: skip
+    parser.add_argument("--reason", metavar="TEXT", help="substring of the reason or error class")
+    parser.add_argument("--since", metavar="WHEN", help="failed at or after (30m, 2h, ISO time)")
+    parser.add_argument("--until", metavar="WHEN", help="failed before (30m, 2h, ISO time)")
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+# ---------------------------------------------------------------- commands
+
+
+def run_list(args: argparse.Namespace) -> int:
+    return _run(args, _list)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    return _run(args, _show)
+
+
+def run_redrive(args: argparse.Namespace) -> int:
+    return _run(args, _redrive)
+
+
+def _run(args: argparse.Namespace, command: Any) -> int:
+    """Load settings and catalog, select, run; turn every failure into a line and a code."""
+    settings = load_settings()
+    try:
+        catalog = load_catalog(settings)
+        topics = dlq_topics(catalog, args.topic)
+        selection = _selection(args, topics)
+    except (CatalogError, UsageError) as e:
+        _error(str(e))
+        return EXIT_USAGE
+    try:
+        with _quiet_aiokafka():
+            code: int = asyncio.run(command(args, settings, catalog, selection))
+            return code
+    except KafkaConnectionError:
+        _error(
+            f"cannot connect to Kafka at {settings.kafka_bootstrap} "
+            "(SEATFLOW_KAFKA_BOOTSTRAP); is it running? (scripts/services up)"
+        )
+        return EXIT_KAFKA
+    except (KafkaError, TimeoutError) as e:
+        _error(f"Kafka at {settings.kafka_bootstrap} failed a request: {e or type(e).__name__}")
+        return EXIT_KAFKA
+    except UsageError as e:
+        _error(str(e))
+        return EXIT_USAGE
+
+
+def dlq_topics(catalog: TopicCatalog, names: Sequence[str] | None) -> list[TopicSpec]:
+    """The dead-letter topics `names` designate (all of them when None)."""
+    dead_letters = list(catalog.by_role(TopicRole.DEAD_LETTER))
+    if not names:
+        return dead_letters
+    by_name: dict[str, TopicSpec] = {}
+    for spec in dead_letters:
+        by_name[spec.logical] = by_name[spec.name] = spec
+    for spec in catalog:
+        if spec.dead_letter is not None:
+            by_name[spec.logical] = by_name[spec.name] = catalog.get(spec.dead_letter)
+    chosen: list[TopicSpec] = []
+    for name in names:
+        spec = by_name.get(name)
+        if spec is None:
+            known = ", ".join(s.logical for s in catalog if s.dead_letter is not None)
+            raise UsageError(f"--topic {name!r}: not a source or dead-letter topic ({known})")
+        if spec not in chosen:
+            chosen.append(spec)
+    return chosen
+
+
+def _selection(args: argparse.Namespace, topics: Sequence[TopicSpec]) -> Selection:
+    now = datetime.now(UTC)
+    try:
+        since = parse_when(args.since, now) if args.since else None
+        until = parse_when(args.until, now) if args.until else None
+    except BadTimeError as e:
+        raise UsageError(str(e)) from None
+    return Selection(frozenset(s.name for s in topics), args.reason or None, since, until)
+
+
+async def _list(
+    args: argparse.Namespace, settings: Settings, catalog: TopicCatalog, selection: Selection
+) -> int:
+    letters = selection.select(await read_dead_letters(settings, selection))
+    groups = summarise(letters, exact=args.exact)
+    out = sys.stdout
+    if args.json:
+        for g in groups:
+            row = {
+                "topic": g.topic, "error_class": g.error_class, "reason": g.reason,
+                "count": g.count, "first_failure": _iso(g.first), "last_failure": _iso(g.last),
+            }  # fmt: skip
+            print(json.dumps(row, ensure_ascii=False), file=out)
+        return EXIT_OK
+    if not groups:
+        print("no dead letters match", file=out)
+        return EXIT_OK
+    header = ("TOPIC", "COUNT", "FIRST FAILURE", "LAST FAILURE", "ERROR")
+    rows = [
+        (g.topic, str(g.count), _iso(g.first), _iso(g.last), g.error_class, safe(g.reason))
+        for g in groups
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  REASON",
+          file=out)  # fmt: skip
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        cells[1] = row[1].rjust(widths[1])
+        print("  ".join(cells) + "  " + row[-1], file=out)
+    first = min(g.first for g in groups if g.first)
+    last = max(g.last for g in groups if g.last)
+    total = sum(g.count for g in groups)
+    topics = len({g.topic for g in groups})
+    print(f"{total} dead letter(s) in {topics} topic(s), failed {_iso(first)} .. {_iso(last)}",
+          file=out)  # fmt: skip
+    return EXIT_OK
+
+
+async def _show(
+    args: argparse.Namespace, settings: Settings, catalog: TopicCatalog, selection: Selection
+) -> int:
+    if args.offset is not None and (selection.topics is None or len(selection.topics) != 1):
+        raise UsageError("--offset needs exactly one --topic")
+    letters = selection.select(await read_dead_letters(settings, selection))
+    if args.offset is not None:
+        letters = [d for d in letters if d.dlq_offset == args.offset]
+    letters = letters[-args.limit :] if args.limit > 0 else letters
+    if not letters:
+        print("no dead letters match")
+        return EXIT_OK
+    limit = None if args.full else max(0, args.max_bytes)
+    for letter in letters:
+        if args.json:
+            print(json.dumps(letter_as_json(letter, stack=args.stack), ensure_ascii=False))
+        else:
+            render_letter(letter, sys.stdout, limit=limit, stack=args.stack)
+    return EXIT_OK
+
+
+async def _redrive(
+    args: argparse.Namespace, settings: Settings, catalog: TopicCatalog, selection: Selection
+) -> int:
+    letters = selection.select(await read_dead_letters(settings, selection))
+    run_id = uuid.uuid4().hex
+    sources = {spec.dead_letter: spec for spec in catalog if spec.dead_letter is not None}
+    by_name = {spec.name: spec for spec in catalog}
+    plans: list[Redrive] = []
+    for letter in letters:
+        source = sources[by_name[letter.dlq_topic].logical]
+        plans.append(
+            plan_redrive(
+                letter, logical_topic=source.logical, topic=source.name,
+                partitions=source.partitions, run_id=run_id,
+            )
+        )  # fmt: skip
+    to_send = [p for p in plans if p.rejection is None or args.force]
+    failures: dict[int, str] = {}
+    if to_send and not args.dry_run:
+        errors = await send_redrives(settings, to_send)
+        failures = {id(p): e for p, e in zip(to_send, errors, strict=True) if e is not None}
+    verb = "would send" if args.dry_run else "sent"
+    sent = rejected = refused = 0
+    for plan in plans:
+        partition = "?" if plan.partition is None else str(plan.partition)
+        where = f"{plan.letter.position} -> {plan.topic}/{partition}"
+        origin = plan.origin.format() if plan.origin else "unknown"
+        if plan.rejection is not None and not args.force:
+            rejected += 1
+            print(f"{where}  skipped, still rejected: {safe(plan.rejection)}")
+            continue
+        error = failures.get(id(plan))
+        if error is not None:
+            refused += 1
+            print(f"{where}  FAILED: {safe(error)}")
+            continue
+        sent += 1
+        note = f" (still rejected: {safe(plan.rejection)})" if plan.rejection else ""
+        print(f"{where}  {verb} (origin {origin}){note}")
+    summary = f"{len(plans)} selected: {sent} {verb}"
+    if rejected:
+        summary += f", {rejected} still rejected by this decoder (--force sends them anyway)"
+    if refused:
+        summary += f", {refused} refused by Kafka"
+    if args.dry_run:
+        summary += " (dry run, nothing sent)"
+    elif sent:
+        summary += f"; redrive id {run_id}"
+    print(summary)
+    return EXIT_OK if not rejected and not refused else EXIT_NOT_ALL_SENT
+
+
+# ---------------------------------------------------------------- Kafka
+
+
+async def read_dead_letters(settings: Settings, selection: Selection) -> list[StoredDeadLetter]:
+    """Every record of the selected dead-letter topics, up to the end offsets seen at start.
+
+    A dead-letter topic that does not exist yet (no worker has started) holds nothing.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
+        max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=4 * FETCH_BYTES,
+        request_timeout_ms=30_000,
+    )  # fmt: skip
+    await consumer.start()
+    letters: list[StoredDeadLetter] = []
+    try:
+        existing = await consumer.topics()
+        tps = [
+            TopicPartition(topic, p)
+            for topic in sorted(selection.topics or ())
+            if topic in existing
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not tps:
+            return letters
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        for tp in remaining:  # seek_to_beginning is lazy: resolve before fetching
+            await consumer.position(tp)
+        remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
+            for tp, messages in batches.items():
+                for m in messages:
+                    if m.offset < ends[tp]:
+                        letters.append(
+                            StoredDeadLetter.parse(
+                                tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value,
+                                list(m.headers or ()),
+                            )
+                        )  # fmt: skip
+                if messages and messages[-1].offset >= ends[tp] - 1:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    letters.sort(key=lambda d: (d.dlq_topic, d.dlq_partition, d.dlq_offset))
+    return letters
+
+
+async def send_redrives(settings: Settings, plans: Sequence[Redrive]) -> list[str | None]:
+    """Produce every plan, in order; return per plan None (acked by Kafka) or the error.
+
+    A record Kafka refuses (e.g. too large for the source topic) is reported and the others
+    are still sent; losing the connection aborts the whole run (rerunning it is harmless).
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
+        max_request_size=MAX_REQUEST_BYTES, linger_ms=5,
+    )  # fmt: skip
+    await producer.start()
+    failures: list[str | None] = [None] * len(plans)
+    try:
+        pending = []
+        for index, plan in enumerate(plans):
+            try:
+                future = await producer.send(
+                    plan.topic, plan.letter.value, key=plan.letter.key,
+                    partition=plan.partition, timestamp_ms=plan.timestamp_ms,
+                    headers=list(plan.headers),
+                )  # fmt: skip
+            except KafkaError as e:
+                if isinstance(e, KafkaConnectionError):
+                    raise
+                failures[index] = f"{type(e).__name__}: {e}"
+                continue
+            pending.append((index, future))
+        for index, future in pending:
+            try:
+                await future
+            except KafkaError as e:
+                failures[index] = f"{type(e).__name__}: {e}"
+    finally:
+        await producer.stop()
+    return failures
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def safe(text: str) -> str:
+    """`text` with every non-printable character escaped: a payload must not be able to
+    move the cursor, recolour or rewrite the operator's terminal (ESC, CSI, CR, BIDI...)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char == "\n":
+        return "\\n"
+    if char == "\r":
+        return "\\r"
+    if char == "\t":
+        return "\\t"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def render_bytes(data: bytes | None, limit: int | None) -> tuple[str, str]:
+    """(a description, the text to show) of a key or payload."""
+    if data is None:
+        return "null", ""
+    if not data:
+        return "empty (0 bytes)", ""
+    try:
+        pretty = orjson.dumps(orjson.loads(data), option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        try:
+            shown, kind = safe(data.decode("utf-8")), "text, not JSON"
+        except UnicodeDecodeError as e:
+            head = data if limit is None else data[: limit // 3 + 1]
+            shown, kind = head.hex(" ", 1), f"binary (invalid UTF-8 at byte {e.start}), hex"
+    else:  # escape within lines: the line breaks are the indentation's, the payload's are \n
+        shown, kind = "\n".join(safe(line) for line in pretty.split("\n")), "JSON"
+    if limit is not None and len(shown) > limit:
+        shown = shown[:limit] + "\n... truncated (--full shows all of it)"
+    return f"{len(data)} bytes, {kind}", shown
+
+
+def render_letter(letter: StoredDeadLetter, out: TextIO, *, limit: int | None, stack: bool) -> None:
+    ours = letter.ours
+    print(f"== {letter.position}", file=out)
+    for name, value in ours.items():
+        if name == STACK:
+            continue
+        print(f"  {name:<18} {safe(value)}", file=out)
+    if not ours:
+        print("  (no seatflow.dlq.* headers: not written by a seatflow worker)", file=out)
+    key_kind, key_text = render_bytes(letter.key, 200)
+    print(f"  key                {key_kind}{': ' + key_text if key_text else ''}", file=out)
+    if letter.original_headers:
+        print("  original headers", file=out)
+        for name, value in letter.original_headers:
+            print(f"    {safe(name)}: {safe(repr(value))}", file=out)
+    else:
+        print("  original headers   none", file=out)
+    value_kind, value_text = render_bytes(letter.value, limit)
+    print(f"  value              {value_kind}", file=out)
+    for line in value_text.splitlines():
+        print(f"    {line}", file=out)
+    if stack and STACK in ours:
+        print("  stack", file=out)
+        for line in ours[STACK].splitlines():
+            print(f"    {safe(line)}", file=out)
+    print(file=out)
+
+
+def letter_as_json(letter: StoredDeadLetter, *, stack: bool) -> dict[str, Any]:
+    ours = {k: v for k, v in letter.ours.items() if stack or k != STACK}
+    return {
+        "position": letter.position,
+        "seatflow": ours,
+        "key": _bytes_json(letter.key),
+        "headers": [[k, _bytes_json(v)] for k, v in letter.original_headers],
+        "value": _bytes_json(letter.value),
+    }
+
+
+def _bytes_json(data: bytes | None) -> str | dict[str, str] | None:
+    """UTF-8 text as a string; anything else as {"hex": ...}."""
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"hex": data.hex()}
+
+
+def _iso(when: datetime | None) -> str:
+    return when.isoformat(timespec="seconds") if when else "-"
+
+
+@contextmanager
+def _quiet_aiokafka() -> Iterator[None]:
+    """aiokafka logs each failed connection attempt; our one-line error says it better."""
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _error(message: str) -> None:
+    print(f"seatflow dlq: error: {message}", file=sys.stderr)
