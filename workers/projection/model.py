@@ -13,7 +13,7 @@ own merge rule, so that a batch of many events collapses into one write per key:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from workers.events import CanonicalId
@@ -110,7 +110,7 @@ class OrderHeader:
 
 def utc_iso(value: datetime) -> str:
     """ISO 8601 in UTC with a 'Z', microseconds always written: one spelling per instant."""
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def add_deltas(into: dict, deltas: dict) -> None:  # type: ignore[type-arg]
