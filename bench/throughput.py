@@ -27,13 +27,18 @@ them BEFORE anything is measured, then reads that same data three times:
    table recovery) is reported separately.
 
 The ratios say how much of the framework's throughput the worker keeps (target: worker /
-bare Faust >= 0.5) and how much Faust keeps of a raw consumer. CPU seconds of each reader
-over its measured window are printed as well: on a small shared machine (Kafka, PostgreSQL
-and Redis compete for the same cores), a reader near 1.0 CPU-s per second is bound by its
-own single-threaded Python, not by I/O.
+bare Faust >= 0.5) and how much Faust keeps of a raw consumer. The CPU seconds each reader
+process used in its window are printed too (CPU/s: a reader near 1.0 is bound by its own
+single-threaded Python, not by I/O; well below 1.0 on a busy machine means it waited for a
+core), and the ratios are also given per CPU-second: on a small machine shared with Kafka,
+PostgreSQL, Redis and other work, those move less from one run to the next than wall time.
 
-Everything the run creates (topics of its prefix, the PostgreSQL schema, Redis keys, a
-temporary directory with the logs and the RocksDB store) is removed at the end unless
+The worker runs with its metrics HTTP server off (SEATFLOW_METRICS_PORT=0: no port clash
+with another worker on the machine); everything else is its default configuration.
+
+Everything the run creates (topics of its prefix, the PostgreSQL schema and the worker's
+row for it in seatflow_control.generations, Redis keys, a temporary directory with the
+logs and the RocksDB store) is removed at the end unless
 `--keep`. Consumer groups are left for the broker to expire (aiokafka cannot delete them).
 """
 
@@ -80,6 +85,8 @@ EVENTS_PER_RESERVATION = 2.058
 duplicates, seats-generated); measured on seed 7, used to size the scenario."""
 EVENTS_PER_CONCERT_EVENT = 5_000
 SEATS_PER_CONCERT_EVENT = 1_500
+CONTROL_TABLE = "seatflow_control.generations"
+"""Where the worker records the projection generation of each read-model schema."""
 PROGRESS_EVERY_S = 3.0
 POLL_S = 0.25
 
@@ -157,12 +164,21 @@ class Progress:
         self.last_t, self.last_n = now, done
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment of a `seatflow` subprocess that reads `settings`."""
+ISOLATED = ("topic_prefix", "consumer_group", "pg_schema", "redis_prefix", "store", "data_dir")
+"""The settings a run overrides; a subprocess reads every other one as this process does."""
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """This process's environment plus the run's isolating settings.
+
+    The metrics HTTP server is turned off (SEATFLOW_METRICS_PORT=0) so that the benchmark
+    worker cannot collide with another worker's port on a shared machine; the metrics are
+    still collected.
+    """
     env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        secret = getattr(value, "get_secret_value", None)
-        env[f"SEATFLOW_{name.upper()}"] = str(secret() if secret else value)
+    for name in ISOLATED:
+        env[f"SEATFLOW_{name.upper()}"] = str(getattr(settings, name))
+    env["SEATFLOW_METRICS_PORT"] = "0"
     return env
 
 
@@ -556,7 +572,7 @@ async def measure_worker(
     facts_tps = await partitions_of(bootstrap, [facts_topic])
     log = run.workdir / "worker.log"
     timeline = WorkerTimeline(time.perf_counter())
-    proc = await spawn([SEATFLOW, "worker", "--loglevel", "info"], settings_env(settings), log)
+    proc = await spawn([SEATFLOW, "worker", "--loglevel", "info"], worker_env(settings), log)
     spy = await start_py_spy(proc.pid, py_spy, run.workdir) if py_spy else None
     progress = Progress("worker (committed)", total)
     try:
@@ -680,25 +696,30 @@ def machine() -> str:
 
 
 def report(results: list[PhaseResult]) -> None:
+    """The table, the notes, then the ratios by wall time (and by CPU time, steadier)."""
+    if not results:
+        return
     print()
     print(
-        f"{'phase':<34} {'events':>9} {'seconds':>8} {'events/s':>10} "
-        f"{'w/ start-up':>11} {'CPU s':>6} {'CPU/s':>5}  measured window"
+        f"{'phase':<34} {'events':>9} {'seconds':>8} {'events/s':>9} {'w/ start-up':>11} "
+        f"{'CPU s':>6} {'CPU/s':>5} {'ev/CPU-s':>8}  measured window"
     )
     for r in results:
         startup = f"{r.with_startup:.1f}" if r.with_startup is not None else "-"
-        cpu = f"{r.cpu_seconds:.1f}" if r.cpu_seconds is not None else "-"
-        util = f"{r.cpu_seconds / r.seconds:.2f}" if r.cpu_seconds is not None else "-"
+        cpu = util = per_cpu = "-"
+        if r.cpu_seconds:
+            cpu, util = f"{r.cpu_seconds:.1f}", f"{r.cpu_seconds / r.seconds:.2f}"
+            per_cpu = f"{r.events / r.cpu_seconds:,.0f}"
         print(
-            f"{r.name:<34} {r.events:>9,} {r.seconds:>8.2f} {r.rate:>10,.0f} "
-            f"{startup:>11} {cpu:>6} {util:>5}  {r.window}"
+            f"{r.name:<34} {r.events:>9,} {r.seconds:>8.2f} {r.rate:>9,.0f} {startup:>11} "
+            f"{cpu:>6} {util:>5} {per_cpu:>8}  {r.window}"
         )
     for r in results:
         for note in r.notes:
             print(f"  {r.name}: {note}")
     by = {r.phase: r for r in results}
     raw, faust_, worker = by.get("raw"), by.get("faust"), by.get("worker")
-    print()
+    lines = []
     for label, num, den, target in (
         ("worker / bare Faust agent", worker, faust_, 0.5),
         ("worker / raw aiokafka", worker, raw, None),
@@ -707,22 +728,36 @@ def report(results: list[PhaseResult]) -> None:
         if num is None or den is None:
             continue
         ratio = num.rate / den.rate
-        verdict = (
-            ""
-            if target is None
-            else (f"   (target >= {target}: {'met' if ratio >= target else 'NOT met'})")
+        by_cpu = "-"
+        if num.cpu_seconds and den.cpu_seconds:
+            by_cpu = f"{(num.events / num.cpu_seconds) / (den.events / den.cpu_seconds):.3f}"
+        verdict = "" if target is None else f"   target >= {target}: {_met(ratio >= target)}"
+        lines.append(f"{label:<34} {ratio:6.3f} {by_cpu:>6}{verdict}")
+    if lines:
+        print(f"\n{'ratio':<34} {'wall':>6} {'CPU':>6}", *lines, sep="\n")
+        print(
+            "wall = events/s over the measured windows; CPU = events per CPU-second of the "
+            "reader process alone (Kafka, PostgreSQL, Redis not counted): steadier under load"
         )
-        print(f"{label:<34} {ratio:6.3f}{verdict}")
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
 # ------------------------------------------------------------------------------ cleanup
 
 
 async def cleanup(run: Run, settings: Settings) -> None:
-    """Topics of the run's prefix, its PostgreSQL schema, its Redis keys, its directory."""
+    """Topics of the run's prefix, its PostgreSQL schema (and the worker's control row for
+    it), its Redis keys, its directory."""
     conn = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
     try:
         await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(settings.pg_schema)} CASCADE")
+        if await conn.fetchval(f"SELECT to_regclass('{CONTROL_TABLE}') IS NOT NULL"):
+            await conn.execute(
+                f"DELETE FROM {CONTROL_TABLE} WHERE read_model_schema = $1", settings.pg_schema
+            )
     finally:
         await conn.close()
     client = aioredis.from_url(settings.redis_url.get_secret_value())
@@ -791,7 +826,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         metavar="FILE",
         help="also sample the worker with py-spy (100 Hz, collapsed stacks to "
-        "FILE); the profiler's CPU use slows the run down a little",
+        "FILE; needs `pip install py-spy`); the profiler's CPU use slows the run down a little",
     )
     parser.add_argument(
         "--keep",
@@ -838,13 +873,15 @@ async def bench(args: argparse.Namespace) -> int:
                 run, settings, catalog, total, args.timeout, args.py_spy
             ),
         }
-        for phase in PHASES:
-            if phase in phases:
-                print(f"phase {phase} ...", flush=True)
-                results.append(await steps[phase]())
-                print(f"  -> {results[-1].rate:,.0f} events/s", flush=True)
-        report(results)
-        print(machine())
+        try:
+            for phase in PHASES:
+                if phase in phases:
+                    print(f"phase {phase} ...", flush=True)
+                    results.append(await steps[phase]())
+                    print(f"  -> {results[-1].rate:,.0f} events/s", flush=True)
+        finally:  # what was measured is worth seeing even when a later phase failed
+            report(results)
+            print(machine())
     finally:
         if args.keep:
             print(f"kept: prefix {run.prefix!r}, schema {settings.pg_schema}, {run.workdir}")

@@ -27,10 +27,10 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import faust
-from faust.types import TP
 
-from workers.deadletter import DeadLetter, dead_letter_headers
+from workers.deadletter import DeadLetter, dead_letter_record
 from workers.events import EventType
+from workers.generation import GenerationChanged, reexec
 from workers.ingest import ingest
 from workers.kafka_clients import faust_credentials
 from workers.observability.metrics import Observer
@@ -123,10 +123,11 @@ def create_app(
 
     def dead_letter_records(topic: str, letters: Sequence[DeadLetter]) -> list[Outgoing]:
         group = settings.consumer_group
-        return [
-            (topic, None, d.record.key, d.record.value, dead_letter_headers(d, group=group))
-            for d in letters
-        ]
+        out: list[Outgoing] = []
+        for letter in letters:
+            key, value, headers = dead_letter_record(letter, group=group)
+            out.append((topic, None, key, value, headers))
+        return out
 
     # ---------------------------------------------------------------- ingest agents
     async def ingest_batch(events: Sequence[Any], event_type: EventType, dlq: str) -> None:
@@ -214,6 +215,8 @@ def create_app(
             async with gate.batch():
                 try:
                     await seat_batch(events)
+                except GenerationChanged as exc:  # a replay swapped the read models
+                    reexec(log, str(exc))
                 except Exception as exc:
                     fatal("seat projection", exc)
                 for event in events:
@@ -234,19 +237,23 @@ def _partitions_of(events: Sequence[Any]) -> set[Partition]:
 
 
 class _ConsumerPauser:
-    """Pauses and resumes fetching in Faust's consumer while a batch is retried.
+    """Marks partitions paused while a batch of theirs is retried; leaves fetching to Faust.
 
-    Resuming only touches partitions still assigned: a rebalance during an outage may have
-    moved them, and Faust would otherwise fetch from partitions it no longer owns.
+    Nothing of a failing batch is acknowledged and its agent does not take the next batch,
+    so the partitions make no progress and nothing is committed: they are paused in every
+    sense that matters, and `Health.paused_partitions` says so to /readyz and /metrics.
+    Faust's own `Consumer.pause_partitions` is deliberately NOT called: it drops records it
+    has already fetched for a paused partition from `getmany` without seeking back, so after
+    the resume those records never reach the stream and the partition stays stuck behind an
+    unacknowledged gap (seen in outage tests). Faust's stream-buffer flow control, which
+    keeps such records (`_buffered_partitions`), throttles fetching instead.
     """
 
     def __init__(self, consumer: Any) -> None:
-        self._consumer = consumer  # a callable: the app's consumer exists only once started
+        self._consumer = consumer  # kept for symmetry with the PartitionControl protocol
 
     def pause(self, partitions: Collection[Partition]) -> None:
-        self._consumer().pause_partitions({TP(t, p) for t, p in partitions})
+        return None
 
     def resume(self, partitions: Collection[Partition]) -> None:
-        consumer = self._consumer()
-        assigned = consumer.assignment()
-        consumer.resume_partitions({TP(t, p) for t, p in partitions} & set(assigned))
+        return None

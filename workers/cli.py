@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "workers.commands.lag",
     "workers.commands.dlq",
     "workers.commands.config",
+    "workers.commands.replay",
+    "workers.commands.verify",
 )
 
 

@@ -39,6 +39,10 @@ SCHEMA_VERSION = "schema.version"
 WORKER = "worker"
 FAILED_AT = "failed.at"
 STACK = "stack"
+KEY_NULL = "key.null"
+"""Present ("true") when the original record had neither key nor value: aiokafka refuses to
+produce such a record (librdkafka producers can), so the dead letter carries an empty key
+instead, and this header says that the original key was null."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,18 @@ def worker_id() -> str:
 
 def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def dead_letter_record(
+    letter: DeadLetter, *, group: str, failed_at: datetime | None = None
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """(key, value, headers) of the dead letter: the original key and value, untouched,
+    except that a record with neither gets an empty key (see `KEY_NULL`)."""
+    r = letter.record
+    headers = dead_letter_headers(letter, group=group, failed_at=failed_at)
+    if r.key is None and r.value is None:
+        return b"", None, [*headers, (HEADER_PREFIX + KEY_NULL, b"true")]
+    return r.key, r.value, headers
 
 
 def dead_letter_headers(
@@ -131,6 +147,8 @@ class StoredDeadLetter:
             name.removeprefix(HEADER_PREFIX): raw.decode("utf-8", "replace")
             for name, raw in pairs[split:]
         }
+        if ours.get(KEY_NULL) == "true" and not key:
+            key = None
         return cls(topic, partition, offset, timestamp_ms, key, value, tuple(pairs[:split]), ours)
 
     @property

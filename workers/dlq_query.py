@@ -72,7 +72,8 @@ class Selection:
 
 
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_NUMBER = re.compile(r"(?<![A-Za-z_])-?[0-9]+(?:\.[0-9]+)?")
+_NUMBER = re.compile(r"(?<![\w-])-?[0-9]+(?:\.[0-9]+)?(?![\w-])")
+"""A number standing alone: not part of a word, a version or a pattern (UTF-8, 8-4-4-4-12)."""
 _TAIL = re.compile(r", got .*$")
 
 

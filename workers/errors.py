@@ -27,6 +27,7 @@ from enum import StrEnum
 import asyncpg
 import redis.exceptions as redis_errors
 from aiokafka import errors as kafka_errors
+from asyncpg.exceptions._base import DataError as ClientDataError  # not exported publicly
 
 from workers.decoding import DecodeError, SchemasNotFoundError
 from workers.projection.batches import MalformedFactsError
@@ -78,12 +79,14 @@ RULES: Sequence[Rule] = (
          "the schema files are missing: every record would fail, so it is a deployment "
          "fault, never a dead letter"),
     # ---- PostgreSQL: client-side defects before the transient classes they resemble
-    Rule((asyncpg.exceptions.DataError, asyncpg.exceptions.ClientConfigurationError,
+    Rule((asyncpg.exceptions.DataError, ClientDataError,
+          asyncpg.exceptions.ClientConfigurationError,
           asyncpg.exceptions.UnsupportedClientFeatureError,
           asyncpg.exceptions.InvalidAuthorizationSpecificationError),
          Policy.STOP,
-         "a value the driver cannot encode, a bad DSN or wrong credentials: a defect or "
-         "a configuration fault that no retry repairs"),
+         "a value PostgreSQL refuses (class 22) or the driver cannot encode (the client's "
+         "DataError, an InterfaceError), a bad DSN or wrong credentials: a defect or a "
+         "configuration fault that no retry repairs"),
     Rule((asyncpg.exceptions.PostgresConnectionError,  # class 08: connection exceptions
           asyncpg.exceptions.InterfaceError,  # "connection is closed", released, ...
           asyncpg.exceptions.OperatorInterventionError,  # 57: shutdown, starting, timeout

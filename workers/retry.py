@@ -5,9 +5,12 @@ its offsets are not acknowledged until the step succeeds. Only failures that `cl
 calls RETRY are retried; anything else propagates at once, so a defect stops the worker
 instead of looping forever in silence (see `workers.errors`).
 
-While a step is failing, the partitions of its batch are paused (no more records fetched
-for them) and `Health` says the worker is degraded. Logging is once per change of state
-(failing / recovered), not once per attempt, so an outage of an hour is two lines.
+While a step is failing, the partitions of its batch are paused: nothing of them is
+acknowledged and their agent takes no new batch; `Health` lists them and says the worker is
+degraded, and its `PartitionControl` is told (the worker's control only records it: Faust's
+own pause would drop records it already fetched, see `workers.app._ConsumerPauser`).
+Logging is once per change of state (failing / recovered), not once per attempt, so an
+outage of an hour is two lines.
 """
 
 from __future__ import annotations
@@ -115,31 +118,33 @@ async def retry_until_done(
     """
     attempt = 0
     started = 0.0
-    while True:
-        try:
-            result = await step()
-        except asyncio.CancelledError:
-            if attempt and health is not None:
-                health.mark_recovered(what)  # abandoned (shutdown, rebalance): not failing
-            raise
-        except Exception as exc:
-            if policy(exc) is not Policy.RETRY:
-                if attempt and health is not None:
-                    health.mark_recovered(what)  # no longer retrying: the caller decides
-                raise
-            if attempt == 0:
-                started = time.monotonic()
-                if health is not None:
-                    health.mark_failing(what, describe(exc), partitions)
-                log.warning("%s failing, retrying with backoff (paused: %s): %s", what,
-                            _show(partitions), describe(exc))  # fmt: skip
-            elif health is not None:
-                health.failing[what] = describe(exc)
+    failing = False
+    try:
+        while True:
+            try:
+                result = await step()
+                break
+            except Exception as exc:
+                if policy(exc) is not Policy.RETRY:
+                    raise
+                if not failing:
+                    failing, started = True, time.monotonic()
+                    if health is not None:
+                        health.mark_failing(what, describe(exc), partitions)
+                    log.warning("%s failing, retrying with backoff (paused: %s): %s", what,
+                                _show(partitions), describe(exc))  # fmt: skip
+                elif health is not None:
+                    health.failing[what] = describe(exc)
             await asyncio.sleep(backoff.delay(attempt))
             attempt += 1
-            continue
-        if attempt:
-            resumed = health.mark_recovered(what) if health is not None else frozenset()
-            log.warning("%s recovered after %d attempts in %.1fs (resumed: %s)", what,
-                        attempt + 1, time.monotonic() - started, _show(resumed))  # fmt: skip
-        return result
+    except BaseException:
+        # A defect after transient failures, or cancellation (shutdown, rebalance) while
+        # waiting: this step no longer holds anything; the caller's path takes over.
+        if failing and health is not None:
+            health.mark_recovered(what)
+        raise
+    if failing:
+        resumed = health.mark_recovered(what) if health is not None else frozenset()
+        log.warning("%s recovered after %d attempts in %.1fs (resumed: %s)", what,
+                    attempt + 1, time.monotonic() - started, _show(resumed))  # fmt: skip
+    return result

@@ -332,7 +332,10 @@ def describe_errors(error: ValidationError) -> list[str]:
             continue
         name = str(loc[0])
         template = _MESSAGES.get(detail["type"])
-        ctx = {k: _plain(v) for k, v in detail.get("ctx", {}).items()}
+        ctx = {
+            k: _plain(v) if isinstance(v, int | float) else v
+            for k, v in detail.get("ctx", {}).items()
+        }
         msg = detail["msg"]
         what = template.format(**ctx) if template else msg[:1].lower() + msg[1:]
         where = f" (in {os.environ[CONFIG_FILE_ENV]})" if name in from_file else ""

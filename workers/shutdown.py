@@ -96,24 +96,27 @@ class GracefulWorker(faust.Worker):
         self.exit_code = 0
         self._signalled_at: float | None = None
 
-    # mode.Worker installs these with loop.add_signal_handler.
-    def _on_sigterm(self) -> None:
-        self._on_stop_signal(signal.SIGTERM)
+    def install_signal_handlers(self) -> None:
+        """mode's loop handlers, but SIGTERM/SIGINT as plain handlers (see `_on_signal`)."""
+        super().install_signal_handlers()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.remove_signal_handler(sig)
+            signal.signal(sig, self._on_signal)
 
-    def _on_sigint(self) -> None:
-        self._on_stop_signal(signal.SIGINT)
-
-    def _on_stop_signal(self, sig: signal.Signals) -> None:
-        if self._signalled_at is not None:  # pragma: no cover - handlers are replaced below
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """Runs in the main thread at once, even while the event loop is busy with a batch:
+        the bound counts from the signal, and a second signal is never queued behind work.
+        """
+        sig = signal.Signals(signum)
+        if self._signalled_at is not None:
             _exit_now(sig)
         self._signalled_at = time.monotonic()
-        for again in (signal.SIGTERM, signal.SIGINT):
-            # A plain handler runs even while the event loop is busy.
-            self.loop.remove_signal_handler(again)
-            signal.signal(again, lambda signum, _frame: _exit_now(signal.Signals(signum)))
         watchdog = threading.Timer(self.timeout, self._too_late)
         watchdog.daemon = True
         watchdog.start()
+        self.loop.call_soon_threadsafe(self._begin_drain, sig)
+
+    def _begin_drain(self, sig: signal.Signals) -> None:
         self.add_future(self._drain_then_stop(sig))
 
     async def _drain_then_stop(self, sig: signal.Signals) -> None:
@@ -145,10 +148,11 @@ class GracefulWorker(faust.Worker):
             faust.Worker._on_sigterm(self)
 
     def _stop_fetching(self) -> None:
+        """No more records to the streams. Only the flow: `pause_partitions` would make
+        Faust drop records it already fetched (harmless when nothing resumes, but a gap
+        that later records would paper over is not worth risking)."""
         with suppress(Exception):  # not started yet: nothing is being fetched
-            consumer = self.app.consumer
-            consumer.stop_flow()
-            consumer.pause_partitions(consumer.assignment())
+            self.app.consumer.stop_flow()
 
     def _too_late(self) -> None:
         """Watchdog thread: the bound is a promise to the orchestrator; keep it."""

@@ -26,6 +26,19 @@ from workers.settings import Settings
 CATALOG_FILE = "catalog.toml"
 TOPICS_DIR_ENV = "SEATFLOW_TOPICS_DIR"
 GROUP_PLACEHOLDER = "{group}"
+GEN_PLACEHOLDER = "{gen}"
+"""Replaced by `generation_suffix(generation)` in physical names and dropped from logical
+names, so code names a per-generation topic (seat-facts) the same way in every generation
+(see workers/generation.py)."""
+
+
+def generation_suffix(generation: int) -> str:
+    """What names of a projection generation carry: "" for generation 1 (the names before
+    generations existed), ".g<N>" from 2 on; appended to the consumer group too."""
+    if generation < 1:
+        raise ValueError(f"generation must be >= 1, got {generation}")
+    return "" if generation == 1 else f".g{generation}"
+
 
 # Kafka's own limits (kafka.common.internals.Topic): legal characters and length.
 _LEGAL_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -134,8 +147,14 @@ def catalog_path() -> Path:
     return Path(workers.__file__).resolve().parent.parent / "topics" / CATALOG_FILE
 
 
-def load_catalog(settings: Settings, path: Path | None = None) -> TopicCatalog:
-    """Read, validate and resolve the catalog for `settings` (prefix and group)."""
+def load_catalog(
+    settings: Settings, path: Path | None = None, *, generation: int = 1
+) -> TopicCatalog:
+    """Read, validate and resolve the catalog for `settings` (prefix and group).
+
+    `generation` selects a projection generation's own topics: `{gen}` and the group in
+    `{group}` get `generation_suffix(generation)`; pass the base settings, not a
+    generation's (workers.generation.pipeline_for does both)."""
     path = path or catalog_path()
     try:
         with path.open("rb") as f:
@@ -146,13 +165,20 @@ def load_catalog(settings: Settings, path: Path | None = None) -> TopicCatalog:
         ) from None
     except tomllib.TOMLDecodeError as e:
         raise CatalogError(f"{path}: not valid TOML: {e}") from None
+    suffix = generation_suffix(generation)
     return parse_catalog(
-        data, prefix=settings.topic_prefix, group=settings.consumer_group, source=path
-    )
+        data, prefix=settings.topic_prefix, group=settings.consumer_group + suffix,
+        source=path, gen=suffix,
+    )  # fmt: skip
 
 
 def parse_catalog(
-    data: Mapping[str, Any], *, prefix: str, group: str, source: Path | str = "<catalog>"
+    data: Mapping[str, Any],
+    *,
+    prefix: str,
+    group: str,
+    source: Path | str = "<catalog>",
+    gen: str = "",
 ) -> TopicCatalog:
     """Validate already-parsed catalog data; separate from I/O so tests need no files."""
     unknown = set(data) - {"topics"}
@@ -162,7 +188,7 @@ def parse_catalog(
     if not isinstance(entries, dict) or not entries:
         raise CatalogError(f'{source}: no [topics."<name>"] entries')
     specs = tuple(
-        _parse_entry(logical, entry, prefix=prefix, group=group, source=source)
+        _parse_entry(logical, entry, prefix=prefix, group=group, source=source, gen=gen)
         for logical, entry in entries.items()
     )
     _check_references(specs, source)
@@ -170,10 +196,12 @@ def parse_catalog(
 
 
 def _parse_entry(
-    logical: str, entry: object, *, prefix: str, group: str, source: Path | str
+    declared: str, entry: object, *, prefix: str, group: str, source: Path | str, gen: str = ""
 ) -> TopicSpec:
+    logical = declared.replace(GEN_PLACEHOLDER, "")
+
     def fail(fld: str | None, problem: str) -> CatalogError:
-        where = f'topics."{logical}"' + (f".{fld}" if fld else "")
+        where = f'topics."{declared}"' + (f".{fld}" if fld else "")
         return CatalogError(f"{source}: {where}: {problem}")
 
     if not isinstance(entry, dict):
@@ -187,8 +215,8 @@ def _parse_entry(
 
     unresolved = logical.replace(GROUP_PLACEHOLDER, "")
     if not _LEGAL_NAME.fullmatch(unresolved):
-        raise fail(None, "logical name may only use A-Z a-z 0-9 . _ - and {group}")
-    name = prefix + logical.replace(GROUP_PLACEHOLDER, group)
+        raise fail(None, "logical name may only use A-Z a-z 0-9 . _ - and {group} {gen}")
+    name = prefix + declared.replace(GROUP_PLACEHOLDER, group).replace(GEN_PLACEHOLDER, gen)
     if not _LEGAL_NAME.fullmatch(name) or len(name) > _MAX_NAME_LENGTH:
         raise fail(
             None,
@@ -225,7 +253,7 @@ def _parse_entry(
         value = entry.get(key)
         if value is not None and (not isinstance(value, str) or not value):
             raise fail(key, "must be the logical name of another catalog topic")
-        refs[key] = value
+        refs[key] = value.replace(GEN_PLACEHOLDER, "") if value is not None else None
     if role is TopicRole.SOURCE and refs["dead_letter"] is None:
         raise fail("dead_letter", "is required for a source topic")
 

@@ -13,7 +13,10 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.integration.private_kafka import PrivateKafka
 from tests.integration.private_services import PrivatePostgres, PrivateRedis
+from workers.generation import CONTROL_SCHEMA, old_prefix, shadow_prefix
+from workers.kafka_clients import client_kwargs
 from workers.settings import Settings, StoreKind
 
 pytestmark = pytest.mark.integration
@@ -42,6 +45,7 @@ async def settings_factory(
             "pg_schema": f"rm_{suffix}",
             "redis_prefix": f"{suffix}:sf:",
             "store": StoreKind.MEMORY,
+            "metrics_port": 0,  # several test workers run at once; monitoring tests pick one
         }
         values.update(overrides)
         settings = base_settings.model_copy(update=values)
@@ -59,6 +63,11 @@ async def _cleanup(settings: Settings) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
         for suffix in ("_shadow", "_old"):
             await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}{suffix}" CASCADE')
+        if await conn.fetchval("SELECT to_regclass($1)", f"{CONTROL_SCHEMA}.generations"):
+            await conn.execute(
+                f"DELETE FROM {CONTROL_SCHEMA}.generations WHERE read_model_schema = $1",
+                settings.pg_schema,
+            )
     finally:
         await conn.close()
     client = aioredis.from_url(settings.redis_url.get_secret_value())
@@ -66,14 +75,17 @@ async def _cleanup(settings: Settings) -> None:
         batch: list[bytes] = []
         async for key in client.scan_iter(match=f"{settings.topic_prefix}*", count=1000):
             batch.append(key)
-        async for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
-            batch.append(key)
+        # the live prefix, and the replay's shadow and old copies beside it
+        live = settings.redis_prefix
+        for prefix in (live, shadow_prefix(live), old_prefix(live)):
+            async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+                batch.append(key)
         for i in range(0, len(batch), 1000):
             await client.delete(*batch[i : i + 1000])
     finally:
         await client.aclose()
     if settings.topic_prefix:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**client_kwargs(settings))
         await admin.start()
         try:
             names = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
@@ -117,3 +129,18 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def private_kafka() -> Iterator[PrivateKafka]:
+    """A Kafka broker of this module's own with a SASL_SSL listener (SCRAM and PLAIN users).
+
+    Module-scoped: starting a broker takes ~15 s, and the secured-connection tests only
+    read and write topics of their own prefixes on it.
+    """
+    broker = PrivateKafka()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.close()

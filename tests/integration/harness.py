@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from workers.kafka_clients import client_kwargs
 from workers.loadgen.scenario import UpstreamRecord
 from workers.settings import Settings
 from workers.sinks.postgres_sink import PostgresSink
@@ -27,6 +28,8 @@ SEATFLOW = str(Path(sys.executable).with_name("seatflow"))
 def settings_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
+        if value is None:  # unset optional settings (no SASL user, no CA file)
+            continue
         secret = getattr(value, "get_secret_value", None)
         env[f"SEATFLOW_{name.upper()}"] = str(secret() if secret else value)
     return env
@@ -45,8 +48,7 @@ async def produce(settings: Settings, records: Sequence[UpstreamRecord]) -> None
     """Produce as upstream does: key as upstream keys, partition as librdkafka picks it."""
     catalog = load_catalog(settings)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, max_batch_size=512 * 1024,
-        acks="all",
+        **client_kwargs(settings), linger_ms=5, max_batch_size=512 * 1024, acks="all",
     )  # fmt: skip
     await producer.start()
     try:

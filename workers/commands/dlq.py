@@ -30,10 +30,12 @@ from typing import Any, TextIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from workers.deadletter import STACK, StoredDeadLetter
 from workers.dlq_query import BadTimeError, Selection, parse_when, summarise
+from workers.kafka_clients import client_kwargs
 from workers.redrive import Redrive, plan_redrive
 from workers.settings import Settings, load_settings
 from workers.topic_catalog import CatalogError, TopicCatalog, TopicRole, TopicSpec, load_catalog
@@ -343,30 +345,22 @@ async def read_dead_letters(settings: Settings, selection: Selection) -> list[St
 
     A dead-letter topic that does not exist yet (no worker has started) holds nothing.
     """
+    tps = await _partitions(settings, sorted(selection.topics or ()))
+    letters: list[StoredDeadLetter] = []
+    if not tps:
+        return letters
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
+        **client_kwargs(settings), enable_auto_commit=False, group_id=None,
         max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=4 * FETCH_BYTES,
         request_timeout_ms=30_000,
     )  # fmt: skip
     await consumer.start()
-    letters: list[StoredDeadLetter] = []
     try:
-        existing = await consumer.topics()
-        tps = [
-            TopicPartition(topic, p)
-            for topic in sorted(selection.topics or ())
-            if topic in existing
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not tps:
-            return letters
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        for tp in remaining:  # seek_to_beginning is lazy: resolve before fetching
-            await consumer.position(tp)
-        remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+        # From the log start (retention may have removed the first records) to the end.
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
             for tp, messages in batches.items():
@@ -386,6 +380,21 @@ async def read_dead_letters(settings: Settings, selection: Selection) -> list[St
     return letters
 
 
+async def _partitions(settings: Settings, topics: Sequence[str]) -> list[TopicPartition]:
+    """The partitions of those of `topics` that exist."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in topics if t in existing]
+        described = await admin.describe_topics(wanted) if wanted else []
+    finally:
+        await admin.close()
+    return sorted(
+        TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+    )
+
+
 async def send_redrives(settings: Settings, plans: Sequence[Redrive]) -> list[str | None]:
     """Produce every plan, in order; return per plan None (acked by Kafka) or the error.
 
@@ -393,7 +402,7 @@ async def send_redrives(settings: Settings, plans: Sequence[Redrive]) -> list[st
     are still sent; losing the connection aborts the whole run (rerunning it is harmless).
     """
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
+        **client_kwargs(settings), acks="all", enable_idempotence=True,
         max_request_size=MAX_REQUEST_BYTES, linger_ms=5,
     )  # fmt: skip
     await producer.start()
@@ -401,6 +410,9 @@ async def send_redrives(settings: Settings, plans: Sequence[Redrive]) -> list[st
     try:
         pending = []
         for index, plan in enumerate(plans):
+            if plan.letter.key is None and plan.letter.value is None:
+                failures[index] = "aiokafka cannot produce a record with neither key nor value"
+                continue
             try:
                 future = await producer.send(
                     plan.topic, plan.letter.value, key=plan.letter.key,
@@ -468,6 +480,17 @@ def render_bytes(data: bytes | None, limit: int | None) -> tuple[str, str]:
     return f"{len(data)} bytes, {kind}", shown
 
 
+def render_key(key: bytes | None) -> str:
+    """A key on one line: escaped text if it is UTF-8, else hex."""
+    if key is None:
+        return "null"
+    try:
+        text = safe(key.decode("utf-8"))
+    except UnicodeDecodeError:
+        text = "hex " + key[:100].hex(" ", 1)
+    return f"{len(key)} bytes: {text[:200]}{'...' if len(text) > 200 else ''}"
+
+
 def render_letter(letter: StoredDeadLetter, out: TextIO, *, limit: int | None, stack: bool) -> None:
     ours = letter.ours
     print(f"== {letter.position}", file=out)
@@ -477,8 +500,7 @@ def render_letter(letter: StoredDeadLetter, out: TextIO, *, limit: int | None, s
         print(f"  {name:<18} {safe(value)}", file=out)
     if not ours:
         print("  (no seatflow.dlq.* headers: not written by a seatflow worker)", file=out)
-    key_kind, key_text = render_bytes(letter.key, 200)
-    print(f"  key                {key_kind}{': ' + key_text if key_text else ''}", file=out)
+    print(f"  key                {render_key(letter.key)}", file=out)
     if letter.original_headers:
         print("  original headers", file=out)
         for name, value in letter.original_headers:

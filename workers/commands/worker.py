@@ -17,11 +17,12 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from workers.db.migrate import migrate
+from workers.generation import install_watch, live_generation, pipeline_for
 from workers.kafka_clients import KafkaAccessError, check_access, client_kwargs
 from workers.retry import retry_until_done
 from workers.settings import Settings, load_settings
 from workers.topic_admin import ActionKind, apply, plan
-from workers.topic_catalog import TopicCatalog, TopicRole, load_catalog
+from workers.topic_catalog import TopicCatalog, TopicRole
 
 log = logging.getLogger("seatflow.worker")
 
@@ -102,15 +103,23 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
     )
-    settings = load_settings()
-    catalog = load_catalog(settings)
+    # The live projection generation names the group, seat-facts and changelog topics
+    # (workers/generation.py); it changes when `seatflow replay` swaps in a rebuilt copy.
+    base = load_settings()
+    generation = asyncio.run(
+        retry_until_done(lambda: live_generation(base, log), what="generation", log=log)
+    )
+    pipeline = pipeline_for(base, generation)
+    settings, catalog = pipeline.settings, pipeline.catalog
+    log.info("projection generation %d (consumer group %s)", generation, settings.consumer_group)
     try:
         asyncio.run(prepare(settings, catalog))
     except StartupError as exc:
         print(f"seatflow worker: {exc}", file=sys.stderr)
         return 2
     asyncio.set_event_loop(asyncio.new_event_loop())
-    app = create_app(settings, catalog, SinkSet(settings))
+    app = create_app(settings, catalog, SinkSet(settings, generation=generation))
+    install_watch(app, settings, generation, log)
     worker = GracefulWorker(
         app, gate=app.seatflow_gate, timeout=settings.shutdown_timeout_s,
         loglevel=args.loglevel, redirect_stdouts=False,

@@ -28,6 +28,7 @@ from prometheus_client import (
     Histogram,
     Info,
     ProcessCollector,
+    disable_created_metrics,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -38,6 +39,9 @@ from workers.decoding import DecodeErrorKind
 from workers.observability.lag import Measurement
 from workers.observability.timing import MessageTiming, now_ms
 from workers.sinks.base import ApplyResult, PositionedMutations, Sink
+
+# `*_created` series double every counter and histogram for a timestamp nobody graphs.
+disable_created_metrics()
 
 SEAT_FACTS = "seatflow.seat-facts"
 SINKS = ("redis", "postgres")

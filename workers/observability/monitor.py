@@ -71,6 +71,7 @@ class Monitor(faust.Sensor):
         self.readiness = Readiness(app, health, self.probes, topics)
         self.meter = LagMeter.for_settings(settings, catalog)
         self.runner: Any = None
+        self.tasks: list[asyncio.Future[None]] = []
         observer.watch(health)
         observer.read_state_with(self.readiness.state)
         super().__init__(**kwargs)
@@ -81,16 +82,26 @@ class Monitor(faust.Sensor):
         self.runner = await serve(
             s.metrics_host, s.metrics_port, self.observer.registry, self.readiness.state
         )
-        self.add_future(
-            measure_forever(
-                self.meter, s.lag_interval_s, self.observer.lag_measured, self.observer.lag_failed
-            )
-        )
-        self.add_future(probe_forever(self.probes, PROBE_INTERVAL_S))
+        if self.runner is None:
+            return  # nobody can read them: no lag clients, no sink probes
+        self.tasks = [
+            asyncio.ensure_future(
+                measure_forever(
+                    self.meter, s.lag_interval_s, self.observer.lag_measured,
+                    self.observer.lag_failed,
+                )
+            ),
+            asyncio.ensure_future(probe_forever(self.probes, PROBE_INTERVAL_S)),
+        ]  # fmt: skip
         if self.tables:
-            self.add_future(self._sample_tables())
+            self.tasks.append(asyncio.ensure_future(self._sample_tables()))
 
     async def on_stop(self) -> None:
+        # The loops first: a measurement in flight must not reopen clients closed below.
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks = []
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

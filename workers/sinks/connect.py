@@ -14,8 +14,10 @@ log = logging.getLogger("seatflow.sinks")
 
 
 class SinkSet:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, generation: int | None = None) -> None:
         self.settings = settings
+        self.generation = generation
+        """The worker's projection generation: both sinks fence on it (None: no fence)."""
         self.redis: RedisSink | None = None
         self.postgres: PostgresSink | None = None
 
@@ -26,12 +28,14 @@ class SinkSet:
     async def connected(self, health: Health) -> None:
         if self.redis is None:
             self.redis = await retry_until_done(
-                lambda: RedisSink.connect(self.settings), what="redis connect", log=log,
+                lambda: RedisSink.connect(self.settings, generation=self.generation),
+                what="redis connect", log=log,
                 health=health,
             )  # fmt: skip
         if self.postgres is None:
             self.postgres = await retry_until_done(
-                lambda: PostgresSink.connect(self.settings), what="postgres connect", log=log,
+                lambda: PostgresSink.connect(self.settings, generation=self.generation),
+                what="postgres connect", log=log,
                 health=health,
             )  # fmt: skip
 

@@ -43,6 +43,7 @@ from typing import Any
 import asyncpg
 
 from workers.db.migrate import quote_ident
+from workers.generation import check_postgres_generation
 from workers.projection.model import (
     Mutations,
     Number,
@@ -318,19 +319,29 @@ class PostgresSink:
 
     name = "postgres"
 
-    def __init__(self, pool: asyncpg.Pool, schema: str = "read_model") -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, schema: str = "read_model", *, generation: int | None = None
+    ) -> None:
         self.pool = pool
         self.schema = schema
+        self.generation = generation
+        """When set, each batch first checks that this generation still owns `schema`
+        (workers/generation.py); None: no fence (tests, the replay's shadow copy)."""
         self._sql = _statements(quote_ident(schema))
         self._owns_pool = False
 
     @classmethod
-    async def connect(cls, settings: Settings, *, max_size: int = 4) -> PostgresSink:
+    async def connect(
+        cls, settings: Settings, *, max_size: int = 4, generation: int | None = None
+    ) -> PostgresSink:
         """A sink with its own pool; the schema must exist (`seatflow db migrate`)."""
+        # One connection at start (fail fast), but no floor to maintain: asyncpg restores a
+        # floor in the background and logs a traceback per failed attempt during an outage,
+        # while the worker's own retry already waits for PostgreSQL (logging twice in all).
         pool = await asyncpg.create_pool(
-            settings.postgres_dsn.get_secret_value(), min_size=1, max_size=max_size
+            settings.postgres_dsn.get_secret_value(), init_size=1, min_size=0, max_size=max_size
         )
-        sink = cls(pool, settings.pg_schema)
+        sink = cls(pool, settings.pg_schema, generation=generation)
         sink._owns_pool = True
         return sink
 
@@ -349,6 +360,8 @@ class PostgresSink:
         partitions = sorted({entry.partition for entry in batch})
         sql = self._sql
         async with self.pool.acquire() as conn, conn.transaction():
+            if self.generation is not None:
+                await check_postgres_generation(conn, self.schema, self.generation)
             # Create missing checkpoint rows so that they can be locked: the lock is what
             # makes two sinks racing for one partition (a rebalance) apply it only once.
             await conn.execute(sql["ensure_checkpoints"], PROJECTION, topic, partitions)

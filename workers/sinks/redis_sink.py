@@ -24,6 +24,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from workers.generation import check_redis_generation, redis_generation_key
 from workers.projection.model import Mutations
 from workers.settings import Settings
 from workers.sinks.base import PROJECTION, ApplyResult, PositionedMutations, merged, pending
@@ -43,18 +44,23 @@ class RedisSink:
 
     name = "redis"
 
-    def __init__(self, client: aioredis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str = DEFAULT_PREFIX, *, generation: int | None = None
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        self.generation = generation
+        """When set, each batch WATCHes and checks the generation key too
+        (workers/generation.py); None: no fence (tests, the replay's shadow copy)."""
         self._owns_client = False
         self.watch_retries = 0
         """How often EXEC found the checkpoint moved and the batch was re-decided."""
 
     @classmethod
-    async def connect(cls, settings: Settings) -> RedisSink:
+    async def connect(cls, settings: Settings, *, generation: int | None = None) -> RedisSink:
         client = aioredis.from_url(settings.redis_url.get_secret_value(), decode_responses=True)
         await client.ping()  # fail at start, not at the first batch
-        sink = cls(client, settings.redis_prefix)
+        sink = cls(client, settings.redis_prefix, generation=generation)
         sink._owns_client = True
         return sink
 
@@ -77,7 +83,12 @@ class RedisSink:
         async with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    await pipe.watch(key)
+                    if self.generation is None:
+                        await pipe.watch(key)
+                    else:
+                        fence = redis_generation_key(self.prefix)
+                        await pipe.watch(key, fence)
+                        check_redis_generation(await pipe.get(fence), self.generation, self.prefix)
                     # After WATCH the pipeline runs commands at once (immediate mode).
                     current = _offsets(await pipe.hgetall(key))
                     todo, advanced = pending(batch, current)

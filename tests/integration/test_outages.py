@@ -1,0 +1,116 @@
+"""A sink's server stopped for 20 s while events flow, then started again.
+
+Nothing may be dead-lettered, lost or applied twice; the worker must not exit; it must log
+one "failing" and one "recovered" line for the sink (not one per retry); and the batch it
+was flushing when the sink failed must stay unacknowledged: the OTHER sink commits its
+part of that batch, so for a while that sink is ahead of the consumer group's committed
+offsets, and after recovery every read model still equals the reference exactly.
+
+Each test runs its own PostgreSQL or Redis server (never the shared ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from tests.integration.conftest import SettingsFactory
+from tests.integration.dlq_support import (
+    committed,
+    dead_letters,
+    fatal_lines,
+    log_lines,
+    sink_positions,
+)
+from tests.integration.harness import (
+    WorkerProcess,
+    produce,
+    read_models,
+    run_cli,
+    wait_drained,
+    wait_lag_below,
+)
+from tests.integration.private_services import PrivatePostgres, PrivateRedis
+from workers.app import SEAT_FACTS
+from workers.loadgen.scenario import ScenarioShape, scenario
+from workers.settings import Settings
+from workers.topic_catalog import load_catalog
+from workers.verify.topics import fold_topics
+
+pytestmark = pytest.mark.integration
+
+OUTAGE_S = 20.0
+SHAPE = ScenarioShape(concert_events=3, seats_per_event=200, reservations=2500)
+
+
+async def run_outage(
+    settings: Settings, tmp_path: Path, down: str, stop: Callable[[], None],
+    start: Callable[[], None],
+) -> None:  # fmt: skip
+    """Drive one outage of sink `down` ("postgres" or "redis") and check everything."""
+    other = "redis" if down == "postgres" else "postgres"
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    records = scenario(seed=21, shape=SHAPE)
+    before, during = records[: len(records) // 2], records[len(records) // 2 :]
+    await produce(settings, before)
+
+    worker = WorkerProcess(settings, tmp_path)
+    worker.start()
+    pid = worker.proc.pid if worker.proc else None
+    facts_topic = load_catalog(settings).get(SEAT_FACTS).name
+    try:
+        await wait_lag_below(settings, int(len(before) * 0.7), within=180)  # mid-stream
+        stop()
+        stopped = time.monotonic()
+        # events keep flowing during the outage
+        for chunk in range(4):
+            await produce(settings, during[chunk::4])
+            await asyncio.sleep(1)
+        await asyncio.sleep(max(0.0, stopped + 8 - time.monotonic()))
+        frozen = await committed(settings, facts_topic)
+        await asyncio.sleep(max(0.0, stopped + OUTAGE_S - 2 - time.monotonic()))
+        assert await committed(settings, facts_topic) == frozen, "acknowledged while down"
+        ahead = await sink_positions(settings, other)
+        # The batch in hand when the sink failed: the other sink applied (committed) it,
+        # the group did not acknowledge it.
+        assert all(frozen.get(p, 0) <= o for p, o in ahead.items()), (frozen, ahead)
+        assert sum(ahead.values()) > sum(frozen.values()), (frozen, ahead)
+        assert len(log_lines(worker, f"{down} sink failing")) == 1
+        await asyncio.sleep(max(0.0, stopped + OUTAGE_S - time.monotonic()))
+        start()
+        await wait_drained(settings, worker, within=240)
+        assert worker.alive() and worker.proc is not None and worker.proc.pid == pid
+    finally:
+        worker.stop()
+
+    assert worker.starts == 1 and not fatal_lines(worker), fatal_lines(worker)
+    assert len(log_lines(worker, f"{down} sink failing")) == 1, worker.log_tail()
+    assert len(log_lines(worker, f"{down} sink recovered")) == 1, worker.log_tail()
+    assert not log_lines(worker, f"{other} sink failing")
+    assert await dead_letters(settings) == []
+    expected = await fold_topics(settings, load_catalog(settings))
+    differences = (await read_models(settings)).differences(expected)
+    assert not differences, "\n".join(differences[:20])
+    # both sinks end at the same positions, those the group committed
+    final = await committed(settings, facts_topic)
+    assert await sink_positions(settings, "postgres") == await sink_positions(settings, "redis")
+    assert await sink_positions(settings, down) == {p: o for p, o in final.items() if o > 0}
+
+
+async def test_postgres_down_for_20s_while_events_flow(
+    private_postgres: PrivatePostgres, settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = settings_factory(postgres_dsn=SecretStr(private_postgres.dsn))
+    await run_outage(settings, tmp_path, "postgres", private_postgres.stop, private_postgres.start)
+
+
+async def test_redis_down_for_20s_while_events_flow(
+    private_redis: PrivateRedis, settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = settings_factory(redis_url=SecretStr(private_redis.url))
+    await run_outage(settings, tmp_path, "redis", private_redis.stop, private_redis.start)

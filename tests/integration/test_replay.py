@@ -1,0 +1,192 @@
+"""`seatflow replay` on the real services: shadow, swap under live load, resume, --from."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.integration.conftest import SettingsFactory
+from tests.integration.harness import (
+    SEATFLOW,
+    WorkerProcess,
+    produce,
+    read_models,
+    run_cli,
+    settings_env,
+    wait_drained,
+)
+from tests.integration.replay_support import (
+    end_offsets,
+    read_postgres,
+    read_redis,
+    replay,
+    schema_exists,
+    shadow_models,
+    summary_of,
+    trickle,
+    wait_generation_drained,
+)
+from workers.generation import old_prefix, old_schema
+from workers.loadgen.scenario import SEATS_GENERATED, ScenarioShape, scenario
+from workers.replay.shadow import checkpoint_topic
+from workers.topic_catalog import load_catalog
+from workers.verify.reference import fold
+from workers.verify.topics import fold_topics, read_sources
+
+pytestmark = pytest.mark.integration
+
+
+def assert_same(actual: object, expected: object, what: str) -> None:
+    differences = actual.differences(expected)  # type: ignore[attr-defined]
+    assert not differences, f"{what} differs:\n" + "\n".join(differences)
+
+
+async def test_replay_under_live_load_swaps_atomically_and_hands_over(
+    settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = settings_factory()
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    records = scenario(seed=21, shape=ScenarioShape(concert_events=6, reservations=5_000))
+    events = [r.key.decode() for r in records if r.topic == SEATS_GENERATED]
+    half = len(records) // 2
+    await produce(settings, records[:half])
+    worker = WorkerProcess(settings, tmp_path)
+    worker.start()
+    try:
+        await wait_drained(settings, worker, within=120)
+
+        # Readers poll both stores through the swap; events keep flowing meanwhile.
+        stop = asyncio.Event()
+        marker = checkpoint_topic(2)
+        readers = [
+            asyncio.create_task(read_postgres(settings, marker, stop)),
+            asyncio.create_task(read_redis(settings, marker, events, stop)),
+        ]
+        replayed = asyncio.Event()
+        flowing = asyncio.create_task(
+            trickle(settings, records[half:], size=50, pause_s=0.25, until=replayed)
+        )
+        await asyncio.sleep(1)
+        started = time.monotonic()
+        lines = await replay(settings, "--batch-events", "3000")
+        replay_s = time.monotonic() - started
+        replayed.set()
+        summary = summary_of(lines)
+        assert summary["swapped"] and summary["target_generation"] == 2
+        during = await flowing
+        await asyncio.sleep(1)
+        stop.set()
+        pg_reads, redis_reads = await asyncio.gather(*readers)
+
+        # The worker met the fence, re-executed itself and continues as generation 2.
+        await wait_generation_drained(settings, 2, worker, within=120)
+        assert worker.alive() and worker.starts == 1
+        assert "restarting this worker on the live generation" in worker.log_tail(2000)
+        expected = await fold_topics(settings, load_catalog(settings))
+        assert_same(await read_models(settings), expected, "the live copy after the swap")
+    finally:
+        worker.stop()
+
+    assert during < len(records) - half, "the producer ran out before the replay ended"
+    for name, reads in (("postgres", pg_reads), ("redis", redis_reads)):
+        assert not reads.violations, f"{name} reader saw a mix: {reads.violations[:5]}"
+        assert reads.copies() == [False, True], f"{name} reader: {reads.copies()}"
+        last_old = max(i for i, (new, _) in enumerate(reads.seen) if not new)
+        # the copies differed at the swap, so a mix would have been visible
+        assert reads.seen[last_old][1] != reads.seen[last_old + 1][1], name
+    assert not pg_reads.errors, pg_reads.errors[:3]
+
+    # The old copy is kept (and differs) until --drop-old.
+    assert await schema_exists(settings, old_schema(settings.pg_schema))
+    check = run_cli(settings, "verify", "--copy", "live", "--against", "old")
+    assert check.returncode == 1, check.stdout + check.stderr
+    check = run_cli(settings, "verify", "--copy", "live", "--against", "topics")
+    assert check.returncode == 0, check.stdout + check.stderr
+    dropped = run_cli(settings, "replay", "--drop-old")
+    assert dropped.returncode == 0, dropped.stderr
+    assert not await schema_exists(settings, old_schema(settings.pg_schema))
+    assert not await _keys(settings, old_prefix(settings.redis_prefix))
+    print(f"replay under load: {summary['events_read']} events in {replay_s:.1f}s")
+
+
+async def test_replay_killed_halfway_resumes_from_its_checkpoints(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory()
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    records = scenario(seed=8, shape=ScenarioShape(concert_events=6, reservations=6_000))
+    await produce(settings, records)
+    total = len(records)
+
+    # a decoding process too (the default only for large replays): kill -9 takes it along
+    args = ("--batch-events", "1000", "--decode-processes", "1")
+    proc = await asyncio.create_subprocess_exec(
+        SEATFLOW, "replay", "--json", *args, env=settings_env(settings),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = 0
+    async for raw in proc.stdout:
+        line = orjson.loads(raw)
+        if line["type"] == "progress":
+            seen = line["events"]
+            if seen >= total // 2:
+                os.killpg(proc.pid, signal.SIGKILL)  # kill -9, mid-run
+                break
+    await asyncio.wait_for(proc.wait(), 30)
+    assert proc.returncode == -signal.SIGKILL, f"replay ended before it was killed ({seen})"
+
+    summary = summary_of(await replay(settings, *args))
+    assert summary["resumed"] and summary["resumed_from_batch"] > 0
+    assert summary["events_read"] < total * 0.7, (summary["events_read"], total)
+    assert summary["swapped"]
+    expected = await fold_topics(settings, load_catalog(settings))
+    assert_same(await read_models(settings), expected, "the copy built in two runs")
+
+
+async def test_replay_from_a_datetime_replays_exactly_the_later_records(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory()
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    records = scenario(seed=4, shape=ScenarioShape(concert_events=4, reservations=3_000))
+    first, second = records[: len(records) // 2], records[len(records) // 2 :]
+    await produce(settings, first)
+    boundary = await end_offsets(settings)
+    await asyncio.sleep(1.5)
+    since = datetime.now(UTC)
+    await asyncio.sleep(1.5)
+    await produce(settings, second)
+
+    plan = await replay(settings, "--dry-run", "--from", since.isoformat())
+    assert plan[0]["type"] == "plan" and plan[0]["events"] == len(second)
+    summary = summary_of(await replay(settings, "--from", since.isoformat(), "--no-swap"))
+    assert summary["events_read"] == len(second) and not summary["swapped"]
+
+    later = [
+        r
+        for r in await read_sources(settings, load_catalog(settings))
+        if r.offset >= boundary[(r.topic, r.partition)]
+    ]
+    assert len(later) == len(second)
+    assert_same(await shadow_models(settings), fold(later), "the shadow built --from")
+    check = run_cli(settings, "verify", "--copy", "shadow", "--against", "topics")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def _keys(settings: object, prefix: str) -> list[str]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(settings.redis_url.get_secret_value())  # type: ignore[attr-defined]
+    try:
+        return [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+    finally:
+        await client.aclose()

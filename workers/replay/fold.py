@@ -1,0 +1,217 @@
+"""One replay batch, pure: source records -> facts -> seat states + the batch's mutations.
+
+The same steps as the live pipeline, without Kafka in the middle: `decode` (dead letters
+are skipped: the live worker parked them already), `facts_from_event` with fact ids naming
+the logical topic, partition and offset exactly as the ingest stage names them (redriven
+copies after their original: `fact_position`), then the seat state machine.
+
+Positions. A replayed fact is positioned at `(batch_no - POSITION_BASE, index in batch)`:
+
+- monotone in processing order within a seat, because batches are processed in order and
+  a batch's records in a fixed order (the recorded ranges, partitions sorted);
+- identical when a batch is processed again after a crash, because its boundaries are
+  recorded durably before it is processed (shadow.py);
+- below (0, 0), because the next generation's live worker appends the facts it reads at
+  (seat-facts offset, index) >= (0, 0): the replayed facts must come first.
+
+Per seat and batch, not per fact. `seat.apply` computes a fact's mutations as
+`diff(derive(facts before it), derive(facts up to it))`; summed over a batch's facts of one
+seat those differences telescope to `diff(derive(facts before the batch), derive(facts up
+to the end of the batch))`, which is what `project_seat` computes: the same content once
+applied (the sinks merge a batch into one write per key anyway), for one derivation per
+seat per batch instead of one per fact. Duplicates follow `apply`: a fact already known
+at another position adds nothing; one known at its own position (a batch processed again
+after a crash, its state already saved) counts again, so the batch yields exactly the
+mutations it yielded the first time, and the sinks' checkpoints decide what to apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from operator import itemgetter
+from typing import Any
+
+import orjson
+from aiokafka.structs import ConsumerRecord
+
+from workers.decoding import DecodeError, decode
+from workers.events import EventType
+from workers.projection.batches import STATE_FORMAT
+from workers.projection.facts import SeatFact, fact_to_wire, facts_from_event
+from workers.projection.model import Mutations
+from workers.projection.seat import Position, SeatState, derive, diff
+from workers.records import RawRecord
+from workers.redrive import fact_position
+
+POSITION_BASE = 2**62
+"""Replayed positions are (batch_no - POSITION_BASE, index): negative, ordered by batch."""
+
+_BY_POSITION = itemgetter(0)
+
+
+def batch_bounds(batch_no: int) -> tuple[Position, Position]:
+    """[low, high) of the positions of batch `batch_no`."""
+    return (batch_no - POSITION_BASE, 0), (batch_no + 1 - POSITION_BASE, 0)
+
+
+class BatchFold:
+    """One batch, fed in chunks (the runner yields to the event loop between chunks, so
+    the previous batch's sink writes progress meanwhile)."""
+
+    def __init__(self, batch_no: int) -> None:
+        self.batch_no = batch_no
+        self.low, self.high = batch_bounds(batch_no)
+        self.by_seat: dict[str, list[tuple[Position, SeatFact]]] = {}
+        """The batch's facts, grouped by seat in processing order, with their positions."""
+        self.events = 0
+        self.facts = 0
+        self.rejected = 0
+        """Records the decoder rejects: dead letters of the live worker, skipped here."""
+        self.mutations = Mutations()
+        self.changed: list[str] = []
+        """Seats whose state changed: what the changelog must receive before the sinks."""
+
+    def add(self, decoded: DecodedChunk) -> None:
+        """The next chunk of the batch, decoded (`decode_chunk`), in processing order:
+        positions are given here, so chunks may be decoded anywhere."""
+        events, rejected, facts = decoded
+        by_seat = self.by_seat
+        major = self.batch_no - POSITION_BASE
+        index = self.facts
+        for fact in facts:
+            seat = by_seat.get(fact.seat_id)
+            if seat is None:
+                seat = by_seat[fact.seat_id] = []
+            seat.append(((major, index), fact))
+            index += 1
+        self.facts = index
+        self.events += events
+        self.rejected += rejected
+
+    def decode(self, records: Iterable[tuple[str, ConsumerRecord]]) -> None:
+        """Decode (logical topic, record) pairs here and `add` them."""
+        self.add(decode_chunk([plain(logical, record) for logical, record in records]))
+
+    def project(self, states: dict[str, SeatState], seats: Iterable[str]) -> None:
+        """Apply the batch's facts of `seats` (keys of `by_seat`) to `states`."""
+        for seat_id in seats:
+            state = states.get(seat_id)
+            if state is None:
+                state = states[seat_id] = SeatState(seat_id)
+            mutations, added = project_seat(state, self.by_seat[seat_id], self.low, self.high)
+            if mutations is not None:
+                self.mutations.merge(mutations)
+            if added:
+                self.changed.append(seat_id)
+
+
+_TYPES = {t.value: t for t in EventType}
+
+PlainRecord = tuple[str, str, int, int, int, bytes | None, bytes | None, tuple[Any, ...]]
+"""(logical topic, topic, partition, offset, timestamp ms, key, value, headers): what a
+decoding process is sent (cheaper to pickle than aiokafka's records)."""
+DecodedChunk = tuple[int, int, list[SeatFact]]
+"""(records, rejected records, facts in order)."""
+
+
+def plain(logical: str, r: ConsumerRecord) -> PlainRecord:
+    return (
+        logical, r.topic, r.partition, r.offset, r.timestamp, r.key, r.value,
+        tuple(r.headers or ()),
+    )  # fmt: skip
+
+
+def decode_chunk(records: Sequence[PlainRecord]) -> DecodedChunk:
+    """Decode records and cut them into facts, in order (pure; runs in a worker process).
+
+    Fact ids name the logical topic, partition and offset, as the ingest stage does; a
+    redriven copy is named after its original record (`fact_position`)."""
+    facts: list[SeatFact] = []
+    rejected = 0
+    for logical, topic, partition, offset, timestamp, key, value, headers in records:
+        try:
+            event = decode(_TYPES[logical], value, key, headers, timestamp)
+        except DecodeError:
+            rejected += 1  # a dead letter of the live worker: parked already
+            continue
+        if headers:
+            raw = RawRecord(
+                topic, partition, offset, timestamp, key, value,
+                tuple((str(k), bytes(v or b"")) for k, v in headers),
+            )  # fmt: skip
+            partition, offset = fact_position(raw, logical)
+        facts.extend(facts_from_event(event, logical, partition, offset))
+    return len(records), rejected, facts
+
+
+def project_seat(
+    state: SeatState, items: Sequence[tuple[Position, SeatFact]], low: Position, high: Position
+) -> tuple[Mutations | None, bool]:
+    """Add one seat's facts of the batch [low, high) to `state` (in place).
+
+    Returns (mutations of the batch for this seat or None if it has none, whether the
+    state changed and must be saved).
+    """
+    facts = state.facts
+    last = facts[-1][0] if facts else None
+    fresh = last is None or last < low  # nothing of this batch or later is known yet
+    new_seat = not facts  # diff(nothing, after) is `after` itself: skip both
+    before = state.view() if fresh and not new_seat else None
+    known = {fact.fact_id: position for position, fact in facts} if facts else {}
+    added = counted = False
+    for position, fact in items:
+        at = known.get(fact.fact_id)
+        if at is None:
+            facts.append((position, fact))
+            known[fact.fact_id] = position
+            added = counted = True
+        elif at == position:
+            counted = True  # processed again after a crash: count it again
+        # else: a duplicate of a fact known at another position: nothing
+    if not counted:
+        return None, False
+    if added and not fresh:
+        facts.sort(key=_BY_POSITION)
+    if facts[-1][0] < high:
+        after = derive(state.seat_id, (f for _, f in facts))
+        state._view = after
+    else:  # facts of later batches are known (a resumed run): stop at this batch
+        after = derive(state.seat_id, (f for p, f in facts if p < high))
+        state._view = None
+    if new_seat:
+        return after, added  # read only from here on (merged, cached as the view)
+    if before is None:
+        before = derive(state.seat_id, (f for p, f in facts if p < low))
+    return diff(before, after), added
+
+
+class StateEncoder:
+    """`encode_state`'s bytes, built incrementally: each fact is encoded once.
+
+    A seat's state is rewritten to the changelog every time one of its facts arrives;
+    re-encoding all its facts each time made encoding the larger cost of saving. The
+    encoded facts are kept per seat and appended to; a seat whose facts were reordered
+    (a resumed run inserting before known facts) is encoded whole again.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[str, tuple[int, bytearray, Position | None]] = {}
+
+    def encode(self, state: SeatState) -> bytes:
+        facts = state.facts
+        count, body = 0, bytearray()
+        kept = self._parts.get(state.seat_id)
+        if kept is not None:
+            kept_count, kept_body, kept_last = kept
+            # Unchanged up to what was encoded (else reordered since: start over).
+            if 0 < kept_count <= len(facts) and facts[kept_count - 1][0] == kept_last:
+                count, body = kept_count, kept_body
+        for position, fact in facts[count:]:
+            if body:
+                body += b","
+            body += orjson.dumps([position[0], position[1], fact_to_wire(fact)])
+        self._parts[state.seat_id] = (len(facts), body, facts[-1][0] if facts else None)
+        return b'{"v":%d,"facts":[%s]}' % (STATE_FORMAT, bytes(body))
+
+    def forget(self) -> None:
+        self._parts.clear()

@@ -1,0 +1,270 @@
+"""The shadow copy a replay builds: its schema and prefix, sinks, bookkeeping, changelog.
+
+Bookkeeping lives in the shadow schema itself, so it disappears with it:
+
+- `replay_run` (one row): the target generation, the options and the offsets the run
+  resolved at its start (a resumed run reads exactly what the first one planned);
+- `replay_batches`: batch number -> the source ranges it covers, written BEFORE the batch
+  is processed, so that a batch processed again after a crash holds the same records in
+  the same order and gives its facts the same positions;
+- the shadow sinks' own checkpoints, under the virtual topic `replay.g<N>` (partition 0,
+  offset = batch number): how far each store has applied, the resume point. They stay in
+  the copy after the swap, as a record of how it was built.
+
+The generation's seat table is the changelog topic the replay writes (key: seat id, value:
+`encode_state`, partition: the seat's seat-facts partition): the new generation's Faust
+workers recover their table from it after the swap, and a resumed replay reads it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from workers.db.migrate import migrate_connection, quote_ident
+from workers.generation import shadow_prefix, shadow_schema
+from workers.kafka_clients import client_kwargs
+from workers.projection.batches import decode_state, partition_for_seat
+from workers.projection.model import Mutations
+from workers.projection.seat import SeatState
+from workers.replay.plan import SourcePartition
+from workers.settings import Settings
+from workers.sinks.base import PositionedMutations, Sink
+from workers.sinks.postgres_sink import PostgresSink
+from workers.sinks.redis_sink import RedisSink
+
+POSTGRES, REDIS = "postgres", "redis"
+MODELS = {"all": (POSTGRES, REDIS), POSTGRES: (POSTGRES,), REDIS: (REDIS,)}
+_RUN_LOCK_CLASS = 0x5EA7F13
+
+
+def checkpoint_topic(target: int) -> str:
+    """The virtual topic under which the shadow sinks record applied batches."""
+    return f"replay.g{target}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    target: int
+    source_generation: int
+    options: dict[str, Any]
+    """`from`, `to` (as given) and `models`: a rerun must ask for the same."""
+    starts: dict[str, int]
+    """Source partition label -> first offset."""
+    ends: dict[str, int] | None
+    """Fixed end offsets (`--to`); None: the end offsets at the time, then catch-up."""
+
+
+def _ddl(s: str) -> str:
+    return f"""
+        CREATE SCHEMA IF NOT EXISTS {s};
+        CREATE TABLE IF NOT EXISTS {s}.replay_run (
+            singleton         boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+            target            integer     NOT NULL,
+            source_generation integer     NOT NULL,
+            options           jsonb       NOT NULL,
+            starts            jsonb       NOT NULL,
+            ends              jsonb,
+            created_at        timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE IF NOT EXISTS {s}.replay_batches (
+            batch_no    integer     PRIMARY KEY,
+            ranges      jsonb       NOT NULL,
+            recorded_at timestamptz NOT NULL DEFAULT now()
+        );
+    """
+
+
+Ranges = dict[SourcePartition, tuple[int, int]]
+
+
+class Shadow:
+    """The shadow copy of one live read-model schema and prefix."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, client: aioredis.Redis) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.client = client
+        self.schema = shadow_schema(settings.pg_schema)
+        self.prefix = shadow_prefix(settings.redis_prefix)
+        self._s = quote_ident(self.schema)
+        self.sinks: list[Sink] = []
+
+    # ------------------------------------------------------------ bookkeeping
+    async def load_run(self) -> RunRecord | None:
+        exists = await self.pool.fetchval("SELECT to_regclass($1)", f"{self._s}.replay_run")
+        if exists is None:
+            return None
+        row = await self.pool.fetchrow(
+            f"SELECT target, source_generation, options, starts, ends FROM {self._s}.replay_run"
+        )
+        if row is None:
+            return None
+        ends = row["ends"]
+        return RunRecord(
+            row["target"], row["source_generation"], orjson.loads(row["options"]),
+            orjson.loads(row["starts"]), orjson.loads(ends) if ends is not None else None,
+        )  # fmt: skip
+
+    async def create(self, run: RunRecord, models: Sequence[str]) -> None:
+        """The schema, the read-model tables (if PostgreSQL is rebuilt) and the run row."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute(_ddl(self._s))
+            if POSTGRES in models:
+                await migrate_connection(conn, self.schema)
+            await conn.execute(
+                f"INSERT INTO {self._s}.replay_run (target, source_generation, options, "
+                "starts, ends) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb) "
+                "ON CONFLICT (singleton) DO NOTHING",
+                run.target, run.source_generation, orjson.dumps(run.options).decode(),
+                orjson.dumps(run.starts).decode(),
+                orjson.dumps(run.ends).decode() if run.ends is not None else None,
+            )  # fmt: skip
+
+    async def record_batch(self, batch_no: int, ranges: Ranges) -> None:
+        doc = [[sp.logical, sp.partition, lo, hi] for sp, (lo, hi) in sorted(ranges.items())]
+        await self.pool.execute(
+            f"INSERT INTO {self._s}.replay_batches (batch_no, ranges) VALUES ($1, $2::jsonb)",
+            batch_no,
+            orjson.dumps(doc).decode(),
+        )
+
+    async def recorded_batches(
+        self, partitions: Mapping[tuple[str, int], SourcePartition]
+    ) -> dict[int, Ranges]:
+        rows = await self.pool.fetch(
+            f"SELECT batch_no, ranges FROM {self._s}.replay_batches ORDER BY batch_no"
+        )
+        out: dict[int, Ranges] = {}
+        for row in rows:
+            out[row["batch_no"]] = {
+                partitions[(logical, p)]: (lo, hi)
+                for logical, p, lo, hi in orjson.loads(row["ranges"])
+            }
+        return out
+
+    # ------------------------------------------------------------ sinks
+    def open_sinks(self, models: Sequence[str]) -> None:
+        self.sinks = []
+        if POSTGRES in models:
+            self.sinks.append(PostgresSink(self.pool, self.schema))
+        if REDIS in models:
+            self.sinks.append(RedisSink(self.client, self.prefix))
+
+    async def next_batch(self, target: int) -> int:
+        """The first batch some shadow sink has not applied."""
+        topic = checkpoint_topic(target)
+        positions = [await sink.positions(topic) for sink in self.sinks]
+        return min(p.get(0, 0) for p in positions)
+
+    async def apply(self, target: int, batch_no: int, mutations: Mutations) -> None:
+        """Both stores at once, each atomically with its checkpoint."""
+        batch = [PositionedMutations(0, batch_no, mutations)]
+        topic = checkpoint_topic(target)
+        await asyncio.gather(*(sink.apply(topic, batch) for sink in self.sinks))
+
+    async def run_lock(self) -> asyncpg.Connection | None:
+        """A connection holding the session lock "a replay of this schema runs", or None
+        if another process holds it."""
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self.settings.postgres_dsn.get_secret_value()
+        )
+        got = await conn.fetchval(
+            "SELECT pg_try_advisory_lock($1, hashtext($2))", _RUN_LOCK_CLASS,
+            self.settings.pg_schema,
+        )  # fmt: skip
+        if not got:
+            await conn.close()
+            return None
+        return conn
+
+
+# ---------------------------------------------------------------- the generation's seat table
+
+
+class ChangelogWriter:
+    """Writes seat states to a changelog topic and waits until Kafka has them all."""
+
+    def __init__(self, settings: Settings, topic: str, partitions: int) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self._partition_of: dict[str, int] = {}
+        """Seat -> changelog partition: a seat is saved many times, murmur2 once."""
+        self.producer = AIOKafkaProducer(
+            **client_kwargs(settings), acks="all", linger_ms=5,
+            max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024,
+        )  # fmt: skip
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def save(self, states: Iterable[tuple[str, bytes]]) -> int:
+        """Send every (seat id, encoded state); return once all are acknowledged."""
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        count = 0
+        partition_of = self._partition_of
+        for seat_id, value in states:
+            partition = partition_of.get(seat_id)
+            if partition is None:
+                partition = partition_of[seat_id] = partition_for_seat(seat_id, self.partitions)
+            by_partition.setdefault(partition, []).append((seat_id.encode(), value))
+            count += 1
+        futures = []
+        producer, topic = self.producer, self.topic
+        for partition, items in sorted(by_partition.items()):
+            # Record batches built here and sent whole: producer.send()'s per-message
+            # bookkeeping costs more than the encoding for tens of thousands of states.
+            batch, size = producer.create_batch(), 0
+            for key, value in items:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch, size = producer.create_batch(), 0
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"seat {key!r}: state of {len(value)} bytes too large")
+                size += 1
+            if size:
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*futures)
+        return count
+
+
+async def read_changelog(settings: Settings, topic: str, partitions: int) -> dict[str, SeatState]:
+    """The latest state of every seat in the changelog (it is compacted: last value wins)."""
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings), enable_auto_commit=False,
+        fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+    )  # fmt: skip
+    await consumer.start()
+    latest: dict[bytes, bytes | None] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        active = {tp for tp in tps if ends[tp] > 0}
+        while active:
+            fetched = await consumer.getmany(*active, timeout_ms=500)
+            for records in fetched.values():
+                for record in records:
+                    latest[record.key] = record.value
+            for tp in list(active):
+                if await consumer.position(tp) >= ends[tp]:
+                    active.discard(tp)
+    finally:
+        await consumer.stop()
+    return {
+        key.decode(): decode_state(key.decode(), value)
+        for key, value in latest.items()
+        if value is not None
+    }
