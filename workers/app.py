@@ -43,6 +43,7 @@ from workers.seat_table import SeatTable, pinned
 from workers.settings import Settings
 from workers.shutdown import BatchGate
 from workers.sinks.connect import SinkSet
+from workers.state_cache import SeatStateCache
 from workers.topic_catalog import TopicCatalog
 
 log = logging.getLogger("seatflow.app")
@@ -170,8 +171,20 @@ def create_app(
     # ---------------------------------------------------------------- seat agent
     facts_dlq = catalog.dead_letter_for(SEAT_FACTS).name
 
+    state_cache = SeatStateCache()
+
+    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        state_cache.invalidate()
+
+    @app.on_partitions_assigned.connect  # type: ignore[misc]
+    async def _assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+        state_cache.invalidate()
+
     async def seat_batch(events: Sequence[Any]) -> None:
         started = time.perf_counter()
+        epoch = state_cache.epoch
+        decoded: dict[str, Any] = {}
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)
@@ -183,8 +196,9 @@ def create_app(
         for partition, part_events in sorted(by_partition.items()):
             records = [RawRecord.from_message(e.message) for e in part_events]
             with pinned(part_events[-1]):
-                result = project_partition(records, seat_table.get)
+                result = project_partition(records, seat_table.get, state_cache.get)
                 seat_table.store(result.states)
+            decoded.update(result.seat_states)
             saved.append((part_events[-1], partition, result.states))
             positioned += result.positioned
             letters += result.dead_letters
@@ -208,6 +222,7 @@ def create_app(
         await sinks.connected(health)
         observed = metrics.observed_sinks(sinks.all, timings)  # times each flush
         await apply_to_sinks(observed, facts_spec.name, positioned, health)
+        state_cache.keep(decoded, epoch)  # durable in the table, the changelog and both sinks
         metrics.projected(len(events), facts, letters, time.perf_counter() - started)
 
     async def project_seats(stream: faust.StreamT[Any]) -> None:

@@ -43,6 +43,9 @@ log = logging.getLogger("seatflow.seats")
 class ProjectedPartition:
     positioned: list[PositionedMutations] = field(default_factory=list)
     states: dict[str, bytes] = field(default_factory=dict)
+    """Encoded states of the seats the batch touched, for the table and its changelog."""
+    seat_states: dict[str, SeatState] = field(default_factory=dict)
+    """The same states decoded, for the state cache."""
     dead_letters: list[DeadLetter] = field(default_factory=list)
     facts: int = 0
     timings: dict[tuple[int, int], MessageTiming] = field(default_factory=dict)
@@ -50,9 +53,15 @@ class ProjectedPartition:
 
 
 def project_partition(
-    records: Sequence[RawRecord], load: Callable[[str], bytes | None]
+    records: Sequence[RawRecord],
+    load: Callable[[str], bytes | None],
+    cached: Callable[[str], SeatState | None] = lambda _seat_id: None,
 ) -> ProjectedPartition:
-    """Project one partition's records, in offset order; `load` reads a seat's saved state."""
+    """Project one partition's records, in offset order.
+
+    A seat's state comes from `cached` (decoded states kept between batches) or else from
+    `load` (its saved bytes in the table). States are changed in place.
+    """
     out = ProjectedPartition()
     states: dict[str, SeatState] = {}
     for record in records:
@@ -66,7 +75,10 @@ def project_partition(
             continue
         for fact in facts:
             if fact.seat_id not in states:
-                states[fact.seat_id] = decode_state(fact.seat_id, load(fact.seat_id))
+                state = cached(fact.seat_id)
+                if state is None:
+                    state = decode_state(fact.seat_id, load(fact.seat_id))
+                states[fact.seat_id] = state
         positioned, _ = project(states, [FactsMessage(record.partition, record.offset, facts)])
         out.positioned.extend(positioned)
         out.facts += len(facts)
@@ -74,6 +86,7 @@ def project_partition(
             record, oldest_event_time_ms(facts), len(facts)
         )
     out.states = {seat_id: encode_state(state) for seat_id, state in states.items()}
+    out.seat_states = states
     return out
 
 

@@ -63,12 +63,17 @@ def decode_facts(value: bytes) -> list[SeatFact]:
 
 
 def encode_state(state: SeatState) -> bytes:
-    return orjson.dumps(
-        {
-            "v": STATE_FORMAT,
-            "facts": [[pos[0], pos[1], fact_to_wire(fact)] for pos, fact in state.facts],
-        }
-    )
+    """The table's form of a state; each fact is serialised once and reused (orjson.Fragment)."""
+    cache = state.encoded
+    parts = []
+    for pos, fact in state.facts:
+        part = cache.get(fact.fact_id)
+        if part is None:
+            part = cache[fact.fact_id] = orjson.Fragment(
+                orjson.dumps([pos[0], pos[1], fact_to_wire(fact)])
+            )
+        parts.append(part)
+    return orjson.dumps({"v": STATE_FORMAT, "facts": parts})
 
 
 def decode_state(seat_id: str, value: bytes | None) -> SeatState:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from workers.projection.facts import CatalogFact, CreatedFact, ExpiredFact, OrderedFact, SeatFact
 from workers.projection.model import (
@@ -61,7 +62,6 @@ from workers.projection.model import (
     OrderItemRow,
     ReservationRow,
     SeatRecord,
-    add_deltas,
 )
 
 Position = tuple[int, int]
@@ -75,6 +75,9 @@ class SeatState:
     seat_id: str
     facts: list[tuple[Position, SeatFact]] = field(default_factory=list)
     _view: Mutations | None = field(default=None, repr=False, compare=False)
+    encoded: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Each fact's encoded form by fact id, kept by the state codec (`batches.encode_state`):
+    a fact and its position never change once in the state, so it is encoded once."""
 
     def position_of(self, fact_id: str) -> Position | None:
         for position, fact in self.facts:
@@ -269,15 +272,28 @@ def diff(before: Mutations, after: Mutations) -> Mutations:
     _diff_rows(before.reservations, after.reservations, out.reservations)
     _diff_rows(before.order_items, after.order_items, out.order_items)
     _diff_rows(before.order_headers, after.order_headers, out.order_headers)
-    for name in ("availability", "order_expired_items", "customer", "daily"):
-        deltas = dict(getattr(after, name))
-        add_deltas(deltas, {k: -v for k, v in getattr(before, name).items()})
-        setattr(out, name, deltas)
+    out.availability = _deltas(before.availability, after.availability)
+    out.order_expired_items = _deltas(before.order_expired_items, after.order_expired_items)
+    out.customer = _deltas(before.customer, after.customer)
+    out.daily = _deltas(before.daily, after.daily)
     out.availability_fields = after.availability_fields - before.availability_fields
     for customer_id, at in after.customer_seen.items():
         earlier = before.customer_seen.get(customer_id)
         if earlier is None or at > earlier:
             out.customer_seen[customer_id] = at
+    return out
+
+
+def _deltas(before: dict, after: dict) -> dict:  # type: ignore[type-arg]
+    """after - before, key by key, without the zeros."""
+    out = {}
+    for key, value in after.items():
+        delta = value - before.get(key, 0)
+        if delta:
+            out[key] = delta
+    for key, value in before.items():
+        if key not in after and value:
+            out[key] = -value
     return out
 
 
