@@ -13,7 +13,10 @@ stop the process at start with a line that says what is wrong.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiokafka import errors as kafka_errors
@@ -156,3 +159,15 @@ async def check_access(settings: Settings, within: float = 15.0) -> bool:
 def _reason(error: BaseException) -> str:
     text = str(error).strip()
     return text or type(error).__name__
+
+
+@contextmanager
+def quiet_aiokafka() -> Iterator[None]:
+    """aiokafka logs each failed connection attempt; a command's one-line error says it better."""
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -20,7 +20,7 @@ from workers.sinks.postgres_sink import PostgresSink
 from workers.sinks.redis_sink import RedisSink
 from workers.topic_catalog import TopicCatalog, load_catalog
 from workers.verify.snapshot import Snapshot
-from workers.verify.topics import group_lag
+from workers.verify.topics import fold_topics, group_lag
 
 SEATFLOW = str(Path(sys.executable).with_name("seatflow"))
 
@@ -149,3 +149,13 @@ async def read_models(settings: Settings) -> Snapshot:
     finally:
         await postgres.close()
         await redis.close()
+
+
+async def assert_matches_topics(settings: Settings) -> Snapshot:
+    """The read models of `settings` equal the fold of its topics; returns the fold."""
+    expected = await fold_topics(settings, load_catalog(settings))
+    differences = (await read_models(settings)).differences(expected)
+    assert not differences, "read models differ from the fold of the topics:\n" + "\n".join(
+        differences[:40]
+    )
+    return expected

@@ -29,8 +29,8 @@ from tests.integration.dlq_support import (
 )
 from tests.integration.harness import (
     WorkerProcess,
+    assert_matches_topics,
     produce,
-    read_models,
     run_cli,
     wait_drained,
     wait_lag_below,
@@ -40,7 +40,6 @@ from workers.app import SEAT_FACTS
 from workers.loadgen.scenario import ScenarioShape, scenario
 from workers.settings import Settings
 from workers.topic_catalog import load_catalog
-from workers.verify.topics import fold_topics
 
 pytestmark = pytest.mark.integration
 
@@ -93,9 +92,7 @@ async def run_outage(
     assert len(log_lines(worker, f"{down} sink recovered")) == 1, worker.log_tail()
     assert not log_lines(worker, f"{other} sink failing")
     assert await dead_letters(settings) == []
-    expected = await fold_topics(settings, load_catalog(settings))
-    differences = (await read_models(settings)).differences(expected)
-    assert not differences, "\n".join(differences[:20])
+    await assert_matches_topics(settings)
     # both sinks end at the same positions, those the group committed
     final = await committed(settings, facts_topic)
     assert await sink_positions(settings, "postgres") == await sink_positions(settings, "redis")

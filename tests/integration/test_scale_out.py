@@ -20,16 +20,14 @@ from tests.integration.conftest import SettingsFactory
 from tests.integration.groups import produce_in_steps, wait_members
 from tests.integration.harness import (
     WorkerProcess,
+    assert_matches_topics,
     produce,
-    read_models,
     run_cli,
     wait_drained,
     wait_lag_below,
 )
 from workers.loadgen.scenario import ScenarioShape, scenario
 from workers.settings import StoreKind
-from workers.topic_catalog import load_catalog
-from workers.verify.topics import fold_topics
 
 pytestmark = pytest.mark.integration
 
@@ -83,9 +81,7 @@ async def test_two_then_three_workers_and_the_rest_take_over_a_killed_one(
     for process in (first, third):
         assert process.proc is not None and process.proc.returncode == 0, process.log_tail()
 
-    expected = await fold_topics(settings, load_catalog(settings))
-    differences = (await read_models(settings)).differences(expected)
-    assert not differences, "read models differ from the fold:\n" + "\n".join(differences)
+    await assert_matches_topics(settings)
     print(f"third joined in {joined:.1f}s; after the SIGKILL the group was back to 2 "
           f"members in {took_over:.1f}s (session timeout {SESSION_TIMEOUT_S}s) and drained "
           f"in {drained:.1f}s")  # fmt: skip

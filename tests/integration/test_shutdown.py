@@ -33,8 +33,8 @@ from tests.integration.groups import (
 )
 from tests.integration.harness import (
     WorkerProcess,
+    assert_matches_topics,
     produce,
-    read_models,
     run_cli,
     wait_drained,
     wait_lag_below,
@@ -43,8 +43,6 @@ from tests.integration.private_services import PrivateRedis, free_port
 from workers.loadgen.scenario import ScenarioShape, scenario
 from workers.settings import Settings, StoreKind
 from workers.shutdown import SHUTDOWN_TIMEOUT_EXIT_CODE
-from workers.topic_catalog import load_catalog
-from workers.verify.topics import fold_topics
 
 pytestmark = pytest.mark.integration
 
@@ -70,9 +68,7 @@ async def assert_exact_after_restart(settings: Settings, worker: WorkerProcess) 
         await wait_drained(settings, worker, within=300)
     finally:
         worker.stop()
-    expected = await fold_topics(settings, load_catalog(settings))
-    differences = (await read_models(settings)).differences(expected)
-    assert not differences, "read models differ from the fold:\n" + "\n".join(differences)
+    await assert_matches_topics(settings)
 
 
 async def test_sigterm_during_load_drains_commits_leaves_and_stays_exact(

@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -35,7 +33,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from workers.deadletter import STACK, StoredDeadLetter
 from workers.dlq_query import BadTimeError, Selection, parse_when, summarise
-from workers.kafka_clients import client_kwargs
+from workers.kafka_clients import client_kwargs, quiet_aiokafka
 from workers.redrive import Redrive, plan_redrive
 from workers.settings import Settings, load_settings
 from workers.topic_catalog import CatalogError, TopicCatalog, TopicRole, TopicSpec, load_catalog
@@ -177,7 +175,7 @@ def _run(args: argparse.Namespace, command: Any) -> int:
         _error(str(e))
         return EXIT_USAGE
     try:
-        with _quiet_aiokafka():
+        with quiet_aiokafka():
             code: int = asyncio.run(command(args, settings, catalog, selection))
             return code
     except KafkaConnectionError:
@@ -541,18 +539,6 @@ def _bytes_json(data: bytes | None) -> str | dict[str, str] | None:
 
 def _iso(when: datetime | None) -> str:
     return when.isoformat(timespec="seconds") if when else "-"
-
-
-@contextmanager
-def _quiet_aiokafka() -> Iterator[None]:
-    """aiokafka logs each failed connection attempt; our one-line error says it better."""
-    logger = logging.getLogger("aiokafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _error(message: str) -> None:

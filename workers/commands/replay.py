@@ -97,7 +97,7 @@ def register(subparsers: Any) -> None:
         type=int,
         metavar="N",
         help="fence the live generation when fewer than N events remain (default: half a "
-        "batch); the live copy stays frozen until the swap",
+        "batch, at most 10000); the live copy stays frozen until the swap",
     )
     parser.add_argument(
         "--decode-processes",

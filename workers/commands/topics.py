@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TextIO
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -20,7 +17,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import ValidationError
 
 from workers import topic_admin
-from workers.kafka_clients import KafkaAccessError, check_access, client_kwargs
+from workers.kafka_clients import KafkaAccessError, check_access, client_kwargs, quiet_aiokafka
 from workers.settings import Settings, load_settings
 from workers.topic_admin import ApplyReport, Drift, DriftKind, Outcome, TopicResult
 from workers.topic_catalog import CatalogError, TopicCatalog, load_catalog
@@ -117,7 +114,7 @@ def run_apply(args: argparse.Namespace) -> int:
         return loaded
     settings, catalog = loaded
     try:
-        with _quiet_aiokafka():
+        with quiet_aiokafka():
             report = asyncio.run(
                 _apply(
                     settings,
@@ -243,15 +240,3 @@ def _load() -> tuple[Settings, TopicCatalog] | int:
 
 def _error(message: str) -> None:
     print(f"seatflow topics: error: {message}", file=sys.stderr)
-
-
-@contextmanager
-def _quiet_aiokafka() -> Iterator[None]:
-    """aiokafka logs each failed connection attempt; our one-line error says it better."""
-    logger = logging.getLogger("aiokafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

@@ -112,7 +112,8 @@ class Options:
     batch_events: int = 25_000
     catch_up_threshold: int | None = None
     """Fence the live generation once fewer events than this remain (default: half a
-    batch): the final catch-up, while the live copy is frozen, then takes one batch."""
+    batch, at most 10,000): the final catch-up, while the live copy is frozen, is then
+    about one batch."""
     dry_run: bool = False
     decode_processes: int | None = None
     """Worker processes that decode (None: one per core but one, for replays of at least
@@ -227,7 +228,8 @@ class Replay:
         self.models = MODELS[options.models]
         self.reporter = reporter
         self.phases = dict.fromkeys(
-            ("fetch", "decode", "project", "changelog", "sinks", "sinks_wait"), 0.0
+            ("fetch", "decode", "project", "changelog", "changelog_acks", "sinks", "sinks_wait"),
+            0.0,
         )
         self.states: dict[str, SeatState] = {}
         self.encoder = StateEncoder()
@@ -485,7 +487,7 @@ class Replay:
             batch_no = max(recorded, default=-1) + 1
             threshold = self.options.catch_up_threshold
             if threshold is None:
-                threshold = max(1, self.options.batch_events // 2)
+                threshold = max(1, min(self.options.batch_events // 2, 10_000))
             fenced = self.fenced_at is not None
             if fenced and handover:
                 plan.ends = await reader.end_offsets()  # a rerun after the fence: S now
@@ -595,12 +597,15 @@ class Replay:
         for seats in _chunks(fold.changed, CHUNK):
             encoded += [(seat, self.encoder.encode(self.states[seat])) for seat in seats]
             await asyncio.sleep(0)
-        await writer.save(encoded)  # the seat table before the sinks: ahead, never behind
+        # Encoded now (the next batch changes the states in place), sent in batch order.
+        acks = await writer.send(encoded)
         t4 = time.perf_counter()
+        # At most one batch's writes in flight besides this one's (memory, and the
+        # sinks lagging far behind would only delay the end).
         await self._wait_sinks()
         t5 = time.perf_counter()
         self._sinks_task = asyncio.create_task(
-            self._apply_sinks(shadow, target, prepared.batch_no, fold)
+            self._commit(shadow, target, prepared.batch_no, fold, acks)
         )
         phases["decode"] += t2 - t1
         phases["project"] += t3 - t2
@@ -612,12 +617,23 @@ class Replay:
         summary.rejected += fold.rejected
         summary.seats_saved += len(encoded)
 
-    async def _apply_sinks(
-        self, shadow: Shadow, target: int, batch_no: int, fold: BatchFold
+    async def _commit(
+        self,
+        shadow: Shadow,
+        target: int,
+        batch_no: int,
+        fold: BatchFold,
+        acks: list[asyncio.Future[Any]],
     ) -> None:
+        """The changelog acknowledged, then the sinks: the seat table ahead of the sinks,
+        never behind. Runs while the next batch is folded; the previous batch's commit
+        has finished before this one starts (`_wait_sinks`), as the checkpoints require."""
         started = time.perf_counter()
+        await asyncio.gather(*acks)
+        acked = time.perf_counter()
         await shadow.apply(target, batch_no, fold.mutations)
-        self.phases["sinks"] += time.perf_counter() - started
+        self.phases["changelog_acks"] += acked - started
+        self.phases["sinks"] += time.perf_counter() - acked
 
     async def _wait_sinks(self) -> None:
         task, self._sinks_task = self._sinks_task, None

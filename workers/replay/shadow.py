@@ -209,17 +209,21 @@ class ChangelogWriter:
     async def stop(self) -> None:
         await self.producer.stop()
 
-    async def save(self, states: Iterable[tuple[str, bytes]]) -> int:
+    async def save(self, states: Iterable[tuple[str, bytes]]) -> None:
         """Send every (seat id, encoded state); return once all are acknowledged."""
+        await asyncio.gather(*await self.send(states))
+
+    async def send(self, states: Iterable[tuple[str, bytes]]) -> list[asyncio.Future[Any]]:
+        """Queue every (seat id, encoded state) for sending, in call order per partition
+        (so a later call's state of a seat lands after an earlier one's); returns the
+        futures of their acknowledgements."""
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-        count = 0
         partition_of = self._partition_of
         for seat_id, value in states:
             partition = partition_of.get(seat_id)
             if partition is None:
                 partition = partition_of[seat_id] = partition_for_seat(seat_id, self.partitions)
             by_partition.setdefault(partition, []).append((seat_id.encode(), value))
-            count += 1
         futures = []
         producer, topic = self.producer, self.topic
         for partition, items in sorted(by_partition.items()):
@@ -235,8 +239,7 @@ class ChangelogWriter:
                 size += 1
             if size:
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*futures)
-        return count
+        return futures
 
 
 async def read_changelog(settings: Settings, topic: str, partitions: int) -> dict[str, SeatState]:
