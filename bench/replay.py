@@ -13,9 +13,11 @@
    --no-swap` runs (`--swap`: with the fence and the swap too), into a fresh schema and
    prefix of this run: fetch + decode, the seat state machine, the changelog, both sinks.
    Timed from start to the last sink write.
-3. Figures: events, seconds, events/s, and the seconds of each phase (fetch, decode,
-   project, changelog, sinks; `sinks` overlaps the next batch's work, `sinks_wait` is the
-   time a batch waited for the previous batch's sinks). `--profile` writes cProfile data
+3. Figures: events, seconds, events/s, and the seconds of each phase: `fetch` (waiting
+   for records), `decode` (decoding, or waiting for the decoding processes), `project`
+   (the seat state machine), `encode` (seat states); `changelog` and `sinks` run in the
+   background while the next batch is folded, `sinks_wait` is the time a batch waited
+   for the previous batch's changelog and sinks. `--profile` writes cProfile data
    of the replay and prints the top functions.
 
 Everything of the run (schema, keys, the generation's topics) is removed unless `--keep`.

@@ -36,6 +36,7 @@ from workers.kafka_clients import faust_credentials
 from workers.observability.metrics import Observer
 from workers.observability.monitor import instrument
 from workers.observability.timing import MessageTiming, timing_headers
+from workers.rebalance import finish_in_hand_before_revocation
 from workers.records import RawRecord
 from workers.retry import Health, Partition, retry_until_done
 from workers.seat_stage import apply_to_sinks, project_partition
@@ -83,7 +84,8 @@ def create_app(
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=faust_credentials(settings),
         # Shutdown drains through `gate` first (workers/shutdown.py); Faust's own wait for
-        # every delivered message to be acked would wait for parked batches forever.
+        # every delivered message to be acked would wait for parked batches forever. Before
+        # a rebalance the wait happens in workers/rebalance.py, ahead of table revocation.
         stream_wait_empty=False,
         producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
@@ -239,6 +241,7 @@ def create_app(
 
     app.agent(seat_facts, name="project-seats", sink=None)(project_seats)
 
+    finish_in_hand_before_revocation(app, settings.session_timeout_s * 0.8, fatal)
     instrument(app, settings, catalog, health, metrics, tables=[table])
     app.seatflow_health = health  # type: ignore[attr-defined]
     app.seatflow_observer = metrics  # type: ignore[attr-defined]

@@ -127,48 +127,78 @@ async def schema_exists(settings: Settings, schema: str) -> bool:
 
 # ---------------------------------------------------------------- readers during the swap
 
+MARKER = "~old-copy-marker"
+"""A customer row and a seat-map field that only the old copy has (`mark_old_copy`)."""
+
+
+async def mark_old_copy(settings: Settings, event: str) -> None:
+    """Put a marker in the live copy before the replay: the rebuilt copy will not have it,
+    so every read can tell which copy each of its parts came from. The markers keep the
+    readers' invariants (no reservation counted; the availability counts the extra seat)."""
+    s = quote_ident(settings.pg_schema)
+    conn = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
+    try:
+        await conn.execute(
+            f"INSERT INTO {s}.customer_activity (customer_id, reservations, active_holds, "
+            "expirations, orders, total_spent, last_activity_at, projected_at) "
+            "VALUES ($1, 0, 0, 0, 0, 0, now(), now())",
+            MARKER,
+        )
+    finally:
+        await conn.close()
+    p = settings.redis_prefix
+    client = aioredis.from_url(settings.redis_url.get_secret_value())
+    try:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.hset(f"{p}seatmap:{event}", MARKER, "available")
+            pipe.hincrby(f"{p}availability:{event}", "total", 1)
+            pipe.hincrby(f"{p}availability:{event}", "available", 1)
+            await pipe.execute()
+    finally:
+        await client.aclose()
+
 
 @dataclass
 class Reads:
-    """What a reader saw, one entry per read: (copy is the new one, observation)."""
+    """What a reader saw: which copy each read came from, and what broke an invariant."""
 
-    seen: list[tuple[bool, Any]] = field(default_factory=list)
+    copies_seen: list[bool] = field(default_factory=list)
+    """Per read: True for the new copy (the replay's checkpoint is there)."""
     violations: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def copies(self) -> list[bool]:
         """The copy of each read, consecutive repeats collapsed."""
         out: list[bool] = []
-        for new, _ in self.seen:
+        for new in self.copies_seen:
             if not out or out[-1] != new:
                 out.append(new)
         return out
 
 
 async def read_postgres(settings: Settings, marker_topic: str, stop: asyncio.Event) -> Reads:
-    """Poll one statement: which copy (the replay's checkpoint rows mark the new one), the
-    reservations and the customers' reservation counters. In a complete copy every
-    reservation row counts once for its customer, in the same sink transaction; a
-    statement that read one table in each copy would break the equality."""
+    """Poll one statement over three tables: the new copy has the replay's checkpoint rows
+    (projection_checkpoints), the old copy the marker customer (customer_activity), so a
+    read with both or neither mixed copies; and in any complete copy every reservation row
+    counts once for its customer (reservations vs customer_activity)."""
     reads = Reads()
     s = quote_ident(settings.pg_schema)
     sql = f"""
         SELECT EXISTS (SELECT 1 FROM {s}.projection_checkpoints WHERE topic = $1) AS new,
+               EXISTS (SELECT 1 FROM {s}.customer_activity WHERE customer_id = $2) AS old,
                (SELECT count(*) FROM {s}.reservations) AS reservations,
-               (SELECT coalesce(sum(reservations), 0) FROM {s}.customer_activity) AS counted,
-               (SELECT count(*) FROM {s}.reservations WHERE status = 'active') AS active,
-               (SELECT count(*) FROM {s}.order_items) AS items"""
+               (SELECT coalesce(sum(reservations), 0) FROM {s}.customer_activity) AS counted"""
     conn = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
     try:
         while not stop.is_set():
             try:
-                row = await conn.fetchrow(sql, marker_topic)
+                row = await conn.fetchrow(sql, marker_topic, MARKER)
             except asyncpg.PostgresError as exc:
                 reads.errors.append(repr(exc))
                 await asyncio.sleep(0.05)
                 continue
-            reads.seen.append((row["new"], (row["reservations"], row["active"], row["items"])))
-            if row["reservations"] != row["counted"]:
+            reads.copies_seen.append(row["new"])
+            if row["new"] == row["old"] or row["reservations"] != row["counted"]:
                 reads.violations.append(f"postgres: {dict(row)}")
             await asyncio.sleep(0.01)
     finally:
@@ -179,9 +209,10 @@ async def read_postgres(settings: Settings, marker_topic: str, stop: asyncio.Eve
 async def read_redis(
     settings: Settings, marker_topic: str, events: Sequence[str], stop: asyncio.Event
 ) -> Reads:
-    """Poll, in one MULTI, the marker (the replay's checkpoint key) and every concert
-    event's seat map and availability: in a complete copy, the availability counters are
-    the seat map's counts by status; keys from two copies would break that."""
+    """Poll, in one MULTI, the replay's checkpoint key (new copy) and every concert event's
+    seat map (the first one holds the old copy's marker) and availability: a read with
+    both markers or neither mixed copies, and in a complete copy the availability counters
+    are the seat map's counts by status."""
     reads = Reads()
     p = settings.redis_prefix
     client = aioredis.from_url(settings.redis_url.get_secret_value(), decode_responses=True)
@@ -194,7 +225,9 @@ async def read_redis(
                     pipe.hgetall(f"{p}availability:{event}")
                 values = await pipe.execute()
             new, rest = bool(values[0]), values[1:]
-            totals = []
+            reads.copies_seen.append(new)
+            if new == (MARKER in rest[0]):
+                reads.violations.append(f"redis: new copy {new}, marker {MARKER in rest[0]}")
             for event, seatmap, availability in zip(events, rest[::2], rest[1::2], strict=True):
                 statuses = list(seatmap.values())
                 want = {
@@ -204,8 +237,6 @@ async def read_redis(
                 got = {k: int(availability.get(k, 0)) for k in want}
                 if seatmap and got != want:
                     reads.violations.append(f"redis {event}: {got} != {want}")
-                totals.append((got["available"], got["reserved"], got["ordered"]))
-            reads.seen.append((new, tuple(totals)))
             await asyncio.sleep(0.01)
     finally:
         await client.aclose()

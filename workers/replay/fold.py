@@ -31,13 +31,11 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
-import orjson
 from aiokafka.structs import ConsumerRecord
 
 from workers.decoding import DecodeError, decode
 from workers.events import EventType
-from workers.projection.batches import STATE_FORMAT
-from workers.projection.facts import SeatFact, fact_to_wire, facts_from_event
+from workers.projection.facts import SeatFact, facts_from_event
 from workers.projection.model import Mutations
 from workers.projection.seat import Position, SeatState, derive, diff
 from workers.records import RawRecord
@@ -183,35 +181,3 @@ def project_seat(
     if before is None:
         before = derive(state.seat_id, (f for p, f in facts if p < low))
     return diff(before, after), added
-
-
-class StateEncoder:
-    """`encode_state`'s bytes, built incrementally: each fact is encoded once.
-
-    A seat's state is rewritten to the changelog every time one of its facts arrives;
-    re-encoding all its facts each time made encoding the larger cost of saving. The
-    encoded facts are kept per seat and appended to; a seat whose facts were reordered
-    (a resumed run inserting before known facts) is encoded whole again.
-    """
-
-    def __init__(self) -> None:
-        self._parts: dict[str, tuple[int, bytearray, Position | None]] = {}
-
-    def encode(self, state: SeatState) -> bytes:
-        facts = state.facts
-        count, body = 0, bytearray()
-        kept = self._parts.get(state.seat_id)
-        if kept is not None:
-            kept_count, kept_body, kept_last = kept
-            # Unchanged up to what was encoded (else reordered since: start over).
-            if 0 < kept_count <= len(facts) and facts[kept_count - 1][0] == kept_last:
-                count, body = kept_count, kept_body
-        for position, fact in facts[count:]:
-            if body:
-                body += b","
-            body += orjson.dumps([position[0], position[1], fact_to_wire(fact)])
-        self._parts[state.seat_id] = (len(facts), body, facts[-1][0] if facts else None)
-        return b'{"v":%d,"facts":[%s]}' % (STATE_FORMAT, bytes(body))
-
-    def forget(self) -> None:
-        self._parts.clear()

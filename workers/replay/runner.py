@@ -50,13 +50,13 @@ from workers.generation import (
     shadow_schema,
 )
 from workers.kafka_clients import client_kwargs
+from workers.projection.batches import encode_state
 from workers.projection.seat import SeatState
 from workers.replay import swap
 from workers.replay.fold import (
     BatchFold,
     DecodedChunk,
     PlainRecord,
-    StateEncoder,
     decode_chunk,
     plain,
 )
@@ -228,11 +228,10 @@ class Replay:
         self.models = MODELS[options.models]
         self.reporter = reporter
         self.phases = dict.fromkeys(
-            ("fetch", "decode", "project", "changelog", "changelog_acks", "sinks", "sinks_wait"),
+            ("fetch", "decode", "project", "encode", "changelog", "sinks", "sinks_wait"),
             0.0,
         )
         self.states: dict[str, SeatState] = {}
-        self.encoder = StateEncoder()
 
     # ------------------------------------------------------------ entry point
     async def run(self) -> Summary:
@@ -595,21 +594,20 @@ class Replay:
         t3 = time.perf_counter()
         encoded: list[tuple[str, bytes]] = []
         for seats in _chunks(fold.changed, CHUNK):
-            encoded += [(seat, self.encoder.encode(self.states[seat])) for seat in seats]
+            encoded += [(seat, encode_state(self.states[seat])) for seat in seats]
             await asyncio.sleep(0)
-        # Encoded now (the next batch changes the states in place), sent in batch order.
-        acks = await writer.send(encoded)
+        # Encoded now (the next batch changes the states in place); sent by `_commit`.
         t4 = time.perf_counter()
-        # At most one batch's writes in flight besides this one's (memory, and the
-        # sinks lagging far behind would only delay the end).
+        # One batch's writes in flight at a time: batches reach the changelog in order
+        # (a seat's later state after its earlier one) and the sinks in order.
         await self._wait_sinks()
         t5 = time.perf_counter()
         self._sinks_task = asyncio.create_task(
-            self._commit(shadow, target, prepared.batch_no, fold, acks)
+            self._commit(shadow, writer, target, prepared.batch_no, fold, encoded)
         )
         phases["decode"] += t2 - t1
         phases["project"] += t3 - t2
-        phases["changelog"] += t4 - t3
+        phases["encode"] += t4 - t3
         phases["sinks_wait"] += t5 - t4
         summary.batches += 1
         summary.events_read += fold.events
@@ -620,19 +618,20 @@ class Replay:
     async def _commit(
         self,
         shadow: Shadow,
+        writer: ChangelogWriter,
         target: int,
         batch_no: int,
         fold: BatchFold,
-        acks: list[asyncio.Future[Any]],
+        encoded: list[tuple[str, bytes]],
     ) -> None:
         """The changelog acknowledged, then the sinks: the seat table ahead of the sinks,
         never behind. Runs while the next batch is folded; the previous batch's commit
         has finished before this one starts (`_wait_sinks`), as the checkpoints require."""
         started = time.perf_counter()
-        await asyncio.gather(*acks)
+        await writer.save(encoded)
         acked = time.perf_counter()
         await shadow.apply(target, batch_no, fold.mutations)
-        self.phases["changelog_acks"] += acked - started
+        self.phases["changelog"] += acked - started
         self.phases["sinks"] += time.perf_counter() - acked
 
     async def _wait_sinks(self) -> None:

@@ -12,7 +12,7 @@ from workers.events import EventType
 from workers.loadgen.scenario import ScenarioShape, UpstreamRecord, scenario
 from workers.projection.batches import decode_state, encode_state
 from workers.projection.seat import SeatState
-from workers.replay.fold import POSITION_BASE, BatchFold, StateEncoder, batch_bounds
+from workers.replay.fold import POSITION_BASE, BatchFold, batch_bounds
 from workers.sinks.base import PositionedMutations
 from workers.sinks.memory import MemorySink
 from workers.verify.reference import SourceRecord, fold
@@ -65,7 +65,6 @@ async def run_batches(
     batches: Sequence[Sequence[Record]],
     sinks: Sequence[MemorySink],
     first: int = 0,
-    encoder: StateEncoder | None = None,
 ) -> dict[str, bytes]:
     """Fold and apply batches numbered from `first`; return the states saved per seat."""
     saved: dict[str, bytes] = {}
@@ -74,7 +73,7 @@ async def run_batches(
         step.decode(batch)
         step.project(states, list(step.by_seat))
         for seat in step.changed:
-            saved[seat] = (encoder.encode if encoder else encode_state)(states[seat])
+            saved[seat] = encode_state(states[seat])
         for sink in sinks:
             await sink.apply("replay", [PositionedMutations(0, number, step.mutations)])
     return saved
@@ -111,17 +110,6 @@ async def test_a_crash_after_the_changelog_resumes_exactly(records: list[Record]
     expected = reference(records)
     assert not fast.snapshot().differences(expected)
     assert not slow.snapshot().differences(expected)
-
-
-async def test_the_incremental_encoder_writes_encode_state_bytes(records: list[Record]) -> None:
-    encoder = StateEncoder()
-    states: dict[str, SeatState] = {}
-    saved = await run_batches(states, split(records, 300), [], encoder=encoder)
-    assert saved == {seat: encode_state(states[seat]) for seat in saved}
-    # a resumed run inserting before known facts: encoded whole again
-    seat = next(iter(states.values()))
-    seat.facts.insert(0, ((-(2**63) + 1, 0), seat.facts[0][1]))
-    assert encoder.encode(seat) == encode_state(seat)
 
 
 def test_replayed_positions_sort_before_live_ones_and_by_batch() -> None:
