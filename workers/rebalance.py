@@ -30,13 +30,15 @@ def finish_in_hand_before_revocation(
     original: Callable[[Any], Awaitable[None]] = app._on_partitions_revoked
 
     async def on_partitions_revoked(revoked: Any) -> None:
-        if not app.should_stop and app.consumer.assignment():
-            app.consumer.stop_flow()
-            app.flow_control.suspend()
-            try:
+        try:
+            if not app.should_stop and app.consumer.assignment():
+                app.consumer.stop_flow()
+                app.flow_control.suspend()
                 await asyncio.wait_for(app.consumer.wait_empty(), within)
-            except TimeoutError as exc:
-                on_timeout("rebalance: records in hand not finished in time", exc)
+        except TimeoutError as exc:
+            on_timeout("rebalance: records in hand not finished in time", exc)
+        except Exception as exc:  # Faust's own handler below must run whatever happens here
+            log.warning("could not finish records in hand before revocation: %r", exc)
         await original(revoked)
 
     app._on_partitions_revoked = on_partitions_revoked

@@ -90,8 +90,10 @@ from workers.verify.topics import partitions_of
 
 SEAT_FACTS = "seatflow.seat-facts"
 SEATS_CHANGELOG = "{group}-seats-changelog"
-CHUNK = 2000
-"""Records or seats folded between two yields to the event loop."""
+CHUNK = 250
+"""Records or seats folded between two yields to the event loop: the changelog writes and
+sink transactions of the previous batch run in this loop meanwhile, one step per yield."""
+REDIS_TIMEOUT_S = 120.0
 POOL_MIN_EVENTS = 100_000
 """Below this, starting decoding processes (~1 s) costs more than it saves."""
 
@@ -238,9 +240,12 @@ class Replay:
         started = time.monotonic()
         dsn = self.base.postgres_dsn.get_secret_value()
         self.pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+        # A generous read timeout (redis-py's default is 5 s): one shadow write of a large
+        # batch, or the swap script, can keep Redis busy for seconds.
         self.client = aioredis.from_url(
-            self.base.redis_url.get_secret_value(), decode_responses=True
-        )
+            self.base.redis_url.get_secret_value(), decode_responses=True,
+            socket_timeout=REDIS_TIMEOUT_S,
+        )  # fmt: skip
         try:
             summary = await self._run()
         finally:
