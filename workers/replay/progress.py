@@ -44,7 +44,7 @@ class Tick:
 class Rate:
     """Events per second over a sliding window of recent samples."""
 
-    def __init__(self, window_s: float = 10.0) -> None:
+    def __init__(self, window_s: float = 30.0) -> None:
         self.window_s = window_s
         self._samples: deque[tuple[float, int]] = deque()
 

@@ -21,6 +21,7 @@ skips what it has), then new batches continue from the end of the last recorded 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -156,6 +157,8 @@ class Summary:
         return asdict(self)
 
     def lines(self) -> list[str]:
+        if self.dry_run:
+            return [f"replay: {self.message}"]
         phases = ", ".join(f"{name} {secs:.1f}s" for name, secs in self.phases.items())
         out = [
             f"replay: {self.message}",
@@ -168,6 +171,13 @@ class Summary:
         if self.fenced_s is not None:
             out.append(f"  live copy frozen for {self.fenced_s:.1f}s (fence to swap)")
         return out
+
+
+def _flags(options: dict[str, Any]) -> str:
+    flags = [f"--from {options['from']}", f"--models {options['models']}"]
+    if options.get("to") is not None:
+        flags.append(f"--to {options['to']}")
+    return " ".join(flags)
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -249,6 +259,7 @@ class Replay:
         try:
             summary = await self._run()
         finally:
+            gc.unfreeze()
             await self.client.aclose()
             await self.pool.close()
         summary.seconds = time.monotonic() - started
@@ -310,8 +321,9 @@ class Replay:
         if run is not None:
             if run.options != options.recorded():
                 raise ReplayRefused(
-                    f"a replay with other options is in progress ({run.options}): run it "
-                    "again with those to finish it, or discard it with `seatflow replay --abort`"
+                    f"a replay with other options is in progress ({_flags(run.options)}): "
+                    "run it again with those to finish it, or discard it with "
+                    "`seatflow replay --abort`"
                 )
             if run.source_generation != control.generation:
                 raise ReplayRefused(
@@ -619,6 +631,10 @@ class Replay:
         summary.facts += fold.facts
         summary.rejected += fold.rejected
         summary.seats_saved += len(encoded)
+        # The seat states only grow and live until the end: keep the cyclic collector from
+        # re-scanning millions of them at every full collection (they are still freed by
+        # reference counting; `run` unfreezes at the end).
+        gc.freeze()
 
     async def _commit(
         self,

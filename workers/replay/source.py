@@ -8,6 +8,7 @@ aiokafka keeps fetching the next ones in the background while a batch is project
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,7 +43,7 @@ class SourceReader:
         self.consumer = consumer_for(settings)
         self._by_tp = {sp.tp: sp for sp in partitions}
         self._next: dict[SourcePartition, int] = {}
-        self._carry: dict[SourcePartition, list[ConsumerRecord]] = {}
+        self._carry: dict[SourcePartition, deque[ConsumerRecord]] = {}
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -62,15 +63,12 @@ class SourceReader:
         out: dict[SourcePartition, list[ConsumerRecord]] = {sp: [] for sp in ranges}
         active: set[SourcePartition] = set()
         for sp, (start, end) in ranges.items():
-            carried = self._carry.pop(sp, [])
+            carry = self._carry.setdefault(sp, deque())
             if self._next.get(sp) != start:
                 self.consumer.seek(sp.tp, start)
-                carried = []
-            else:
-                carried = [r for r in carried if r.offset >= start]
-            self._next[sp] = start
-            for record in carried:
-                self._take(sp, record, end, out)
+                carry.clear()
+                self._next[sp] = start
+            self._drain(sp, carry, end, out[sp])
             if self._next[sp] < end:
                 active.add(sp)
         consumer = self.consumer
@@ -81,9 +79,9 @@ class SourceReader:
             fetched = await consumer.getmany(*[sp.tp for sp in active], timeout_ms=500)
             for tp, records in fetched.items():
                 sp = self._by_tp[tp]
-                end = ranges[sp][1]
-                for record in records:
-                    self._take(sp, record, end, out)
+                carry = self._carry[sp]
+                carry.extend(records)
+                self._drain(sp, carry, ranges[sp][1], out[sp])
             for sp in list(active):
                 end = ranges[sp][1]
                 # Offsets can have gaps (transaction markers): the position, not the last
@@ -93,17 +91,22 @@ class SourceReader:
                     active.discard(sp)
         return out
 
-    def _take(
+    def _drain(
         self,
         sp: SourcePartition,
-        record: ConsumerRecord,
+        carry: deque[ConsumerRecord],
         end: int,
-        out: dict[SourcePartition, list[ConsumerRecord]],
+        into: list[ConsumerRecord],
     ) -> None:
-        if record.offset < self._next[sp]:
-            return
-        if record.offset >= end:
-            self._carry.setdefault(sp, []).append(record)
-            return
-        out[sp].append(record)
-        self._next[sp] = record.offset + 1
+        """Move the records of [next, end) from the head of `carry` into `into`; what lies
+        beyond `end` (fetched ahead, up to a whole fetch) stays for the next batch."""
+        position = self._next[sp]
+        while carry:
+            offset = carry[0].offset
+            if offset >= end:
+                break
+            record = carry.popleft()
+            if offset >= position:
+                into.append(record)
+                position = offset + 1
+        self._next[sp] = position
