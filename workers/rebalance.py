@@ -6,16 +6,17 @@ hand at that point would write seat states into a revoked partition: its RocksDB
 gone (re-opening it fails on its lock), and its changelog record could land *after* the
 new owner's, leaving the compacted changelog with a stale state that later batches would
 diff against. `stream_wait_empty` is off because shutdown drains its own way
-(workers/shutdown.py), so this hook puts the wait where it belongs: before Faust's
-handler runs, flow is suspended (no new records reach the agents) and every record
-already delivered must be acknowledged, i.e. applied to the table, its changelog and both
-sinks. A batch that cannot finish in time (a dependency is down during a rebalance) stops
-the process without acknowledging anything: restarted, it resumes at the last commit.
+(workers/shutdown.py), so this hook puts a wait where it belongs: before Faust's
+handler runs, every batch an agent has in hand (counted by the shutdown gate) is finished,
+i.e. applied to the table, its changelog and both sinks, and acknowledged. A batch that
+cannot finish in time (a dependency is down during a rebalance) stops the process without
+acknowledging anything: restarted, it resumes at the last commit. (Records still buffered
+and not yet taken into a batch are not covered; suspending Faust's flow to cover them
+stalled its table recovery after the rebalance.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,14 +32,12 @@ def finish_in_hand_before_revocation(
 
     async def on_partitions_revoked(revoked: Any) -> None:
         try:
-            if not app.should_stop and app.consumer.assignment():
-                app.consumer.stop_flow()
-                app.flow_control.suspend()
-                await asyncio.wait_for(app.consumer.wait_empty(), within)
-        except TimeoutError as exc:
-            on_timeout("rebalance: records in hand not finished in time", exc)
+            gate = app.seatflow_gate
+            # Flow control is left to Faust: stopping it here stalled its recovery.
+            if not app.should_stop and gate.in_flight and not await gate.wait_idle(within):
+                on_timeout("rebalance", TimeoutError("batches in hand not finished in time"))
         except Exception as exc:  # Faust's own handler below must run whatever happens here
-            log.warning("could not finish records in hand before revocation: %r", exc)
+            log.warning("could not finish batches in hand before revocation: %r", exc)
         await original(revoked)
 
     app._on_partitions_revoked = on_partitions_revoked
