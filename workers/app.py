@@ -36,7 +36,7 @@ from workers.kafka_clients import faust_credentials
 from workers.observability.metrics import Observer
 from workers.observability.monitor import instrument
 from workers.observability.timing import MessageTiming, timing_headers
-from workers.rebalance import finish_in_hand_before_revocation
+from workers.rebalance import current_events, finish_in_hand_before_revocation, rebalance_over
 from workers.records import RawRecord
 from workers.retry import Health, Partition, retry_until_done
 from workers.seat_stage import apply_to_sinks, project_partition
@@ -152,8 +152,11 @@ def create_app(
 
     def ingest_agent(event_type: EventType, dlq: str) -> Any:
         async def run(stream: faust.StreamT[Any]) -> None:
-            async for events in stream.noack_take(settings.batch_max_events, within):
+            async for taken in stream.noack_take(settings.batch_max_events, within):
+                await rebalance_over(app)
                 async with gate.batch():
+                    if not (events := current_events(app, taken)):
+                        continue
                     try:
                         await ingest_batch(events, event_type, dlq)
                     except Exception as exc:
@@ -228,8 +231,11 @@ def create_app(
         metrics.projected(len(events), facts, letters, time.perf_counter() - started)
 
     async def project_seats(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.noack_take(settings.seat_batch_max_messages, within):
+        async for taken in stream.noack_take(settings.seat_batch_max_messages, within):
+            await rebalance_over(app)
             async with gate.batch():
+                if not (events := current_events(app, taken)):
+                    continue  # another generation's records: not ours to write any more
                 try:
                     await seat_batch(events)
                 except GenerationChanged as exc:  # a replay swapped the read models

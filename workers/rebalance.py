@@ -10,18 +10,55 @@ diff against. `stream_wait_empty` is off because shutdown drains its own way
 handler runs, every batch an agent has in hand (counted by the shutdown gate) is finished,
 i.e. applied to the table, its changelog and both sinks, and acknowledged. A batch that
 cannot finish in time (a dependency is down during a rebalance) stops the process without
-acknowledging anything: restarted, it resumes at the last commit. (Records still buffered
-and not yet taken into a batch are not covered; suspending Faust's flow to cover them
-stalled its table recovery after the rebalance.)
+acknowledging anything: restarted, it resumes at the last commit.
+
+The wait covers batches in hand; `current_events` covers the rest. Records fetched before
+a rebalance can still sit in an agent's take buffer and come out as a batch during or after
+it, for a partition that may now belong to another worker. Every batch therefore starts by
+keeping only the records of the current consumer generation, and none at all while a
+rebalance is under way. The check runs inside the shutdown gate with no await before it, so
+a batch that passes it is one the revocation wait above will wait for. A batch that comes
+out while a rebalance is under way first waits for it to end (`rebalance_over`, outside the
+gate, or the revocation wait would wait for it); by then its records are of an old
+generation unless the worker was not involved. Dropped records are
+not acknowledged: Kafka hands them again, from the committed offset, to whoever owns their
+partition now. (Suspending Faust's flow instead stalled its table recovery.)
+
+Not covered: a worker that is thrown out of the group without being told (its event loop
+blocked past the session timeout) is a zombie until it notices; only transactional
+fencing would stop its last writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 log = logging.getLogger("seatflow.rebalance")
+
+E = TypeVar("E")
+
+
+async def rebalance_over(app: Any, poll: float = 0.02) -> None:
+    """Until no rebalance is under way (Faust clears the flag once its tables recovered and
+    its streams were sought back to the committed offsets)."""
+    while app.rebalancing:  # noqa: ASYNC110 - Faust exposes a flag, not an event
+        await asyncio.sleep(poll)
+
+
+def current_events(app: Any, events: Sequence[E]) -> list[E]:
+    """The events of `events` fetched in the current consumer generation. Synchronous on
+    purpose: called first thing inside the gate, so no rebalance can start in between.
+
+    A rebalance that started before (`app.rebalancing`) empties the batch: the records will
+    be read again by the worker that owns their partition once the rebalance is over.
+    """
+    if app.rebalancing:
+        return []
+    generation = app.consumer_generation_id
+    return [e for e in events if e.message.generation_id == generation]  # type: ignore[attr-defined]
 
 
 def finish_in_hand_before_revocation(
