@@ -39,6 +39,7 @@ from workers.observability.timing import MessageTiming, timing_headers
 from workers.rebalance import current_events, finish_in_hand_before_revocation, rebalance_over
 from workers.records import RawRecord
 from workers.retry import Health, Partition, retry_until_done
+from workers.rewinding_consumer import install as install_rewinding_consumer
 from workers.seat_stage import apply_to_sinks, project_partition
 from workers.seat_table import SeatTable, pinned
 from workers.settings import Settings
@@ -103,6 +104,7 @@ def create_app(
         web_enabled=False,
         autodiscover=False,
     )
+    install_rewinding_consumer(app)  # before anything creates the consumer
     seat_facts = app.topic(facts_spec.name, partitions=partitions, **RAW)
     changelog = app.topic(
         catalog.get(SEATS_CHANGELOG).name, partitions=partitions, compacting=True, deleting=False,

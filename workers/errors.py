@@ -130,6 +130,12 @@ RULES: Sequence[Rule] = (
 )  # fmt: skip
 
 
+REDIS_BUSY = "BUSY "
+"""Redis answers every command with this error while another client's script runs (a
+replay's batch, an operator's EVAL): redis-py raises a plain ResponseError for it, so
+it is told apart by its text. The script ends, or is killed; the same batch succeeds."""
+
+
 def classify(exc: BaseException) -> Policy:
     """The policy for `exc`: the first rule of `RULES` it matches, else STOP.
 
@@ -139,6 +145,8 @@ def classify(exc: BaseException) -> Policy:
     for rule in RULES:
         if isinstance(exc, rule.types):
             return rule.policy
+    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(REDIS_BUSY):
+        return Policy.RETRY
     if isinstance(exc, kafka_errors.KafkaError) and getattr(exc, "retriable", False):
         return Policy.RETRY
     return Policy.STOP

@@ -14,15 +14,18 @@ acknowledging anything: restarted, it resumes at the last commit.
 
 The wait covers batches in hand; `current_events` covers the rest. Records fetched before
 a rebalance can still sit in an agent's take buffer and come out as a batch during or after
-it, for a partition that may now belong to another worker. Every batch therefore starts by
-keeping only the records of the current consumer generation, and none at all while a
-rebalance is under way. The check runs inside the shutdown gate with no await before it, so
-a batch that passes it is one the revocation wait above will wait for. A batch that comes
-out while a rebalance is under way first waits for it to end (`rebalance_over`, outside the
-gate, or the revocation wait would wait for it); by then its records are of an old
-generation unless the worker was not involved. Dropped records are
-not acknowledged: Kafka hands them again, from the committed offset, to whoever owns their
-partition now. (Suspending Faust's flow instead stalled its table recovery.)
+it, for a partition that may now belong to another worker. A batch that comes out while a
+rebalance is under way first waits for it to end (`rebalance_over`, outside the gate, or
+the revocation wait would wait for it), then keeps only the records of partitions this
+worker is still assigned. That check runs inside the shutdown gate with no await before
+it, so a batch that passes it is one the next revocation wait will wait for.
+
+Records of a partition still assigned are kept even if fetched in an earlier generation:
+reading them again is harmless (the same records at the same positions), whereas dropping
+them is not: Faust's recovery seeks only partitions with a committed offset above 0 back,
+so a dropped record of a partition with no commit yet would never be read again and the
+partition would stall (seen in the scale-out test). Dropped records of a partition that
+moved are not acknowledged; its new owner reads them from the committed offset.
 
 Not covered: a worker that is thrown out of the group without being told (its event loop
 blocked past the session timeout) is a zombie until it notices; only transactional
@@ -49,16 +52,17 @@ async def rebalance_over(app: Any, poll: float = 0.02) -> None:
 
 
 def current_events(app: Any, events: Sequence[E]) -> list[E]:
-    """The events of `events` fetched in the current consumer generation. Synchronous on
+    """The events of `events` whose partitions this worker is assigned now. Synchronous on
     purpose: called first thing inside the gate, so no rebalance can start in between.
 
-    A rebalance that started before (`app.rebalancing`) empties the batch: the records will
-    be read again by the worker that owns their partition once the rebalance is over.
+    A rebalance that started since `rebalance_over` returned empties the batch: it resets
+    every fetch position (Kafka's eager protocol), so the records are read again by
+    whoever owns their partitions once it is over.
     """
     if app.rebalancing:
         return []
-    generation = app.consumer_generation_id
-    return [e for e in events if e.message.generation_id == generation]  # type: ignore[attr-defined]
+    assigned = app.consumer.assignment()
+    return [e for e in events if e.message.tp in assigned]  # type: ignore[attr-defined]
 
 
 def finish_in_hand_before_revocation(

@@ -62,6 +62,14 @@ CASES: list[tuple[str, BaseException, Policy]] = [
     ("redis timeout", redis_errors.TimeoutError("timeout"), RETRY),
     ("redis loading", redis_errors.BusyLoadingError("loading"), RETRY),
     ("redis watch", redis_errors.WatchError("moved"), RETRY),
+    (
+        "redis busy with a script",
+        redis_errors.ResponseError(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        ),
+        RETRY,
+    ),
+    ("redis wrong type", redis_errors.ResponseError("WRONGTYPE Operation against a key"), STOP),
     ("redis read-only replica", redis_errors.ReadOnlyError("readonly"), RETRY),
     ("redis out of memory", redis_errors.OutOfMemoryError("OOM"), RETRY),
     ("redis max connections", redis_errors.MaxConnectionsError("too many"), RETRY),

@@ -14,7 +14,7 @@ from workers.shutdown import BatchGate
 
 @dataclass
 class Message:
-    generation_id: int
+    tp: str
 
 
 @dataclass
@@ -23,8 +23,16 @@ class Event:
 
 
 @dataclass
+class Consumer:
+    assigned: set[str] = field(default_factory=lambda: {"p1", "p2"})
+
+    def assignment(self) -> set[str]:
+        return self.assigned
+
+
+@dataclass
 class App:
-    consumer_generation_id: int = 3
+    consumer: Consumer = field(default_factory=Consumer)
     rebalancing: bool = False
     should_stop: bool = False
     seatflow_gate: BatchGate = field(default_factory=BatchGate)
@@ -34,17 +42,17 @@ class App:
         self.revoked.append((revoked, self.seatflow_gate.in_flight))
 
 
-def events(*generations: int) -> list[Event]:
-    return [Event(Message(g)) for g in generations]
+def events(*tps: str) -> list[Event]:
+    return [Event(Message(tp)) for tp in tps]
 
 
-def test_keeps_only_the_current_generation() -> None:
-    batch = events(2, 3, 3, 2)
-    assert current_events(App(consumer_generation_id=3), batch) == [batch[1], batch[2]]
+def test_keeps_only_the_partitions_still_assigned() -> None:
+    batch = events("p0", "p1", "p2", "p3")
+    assert current_events(App(), batch) == [batch[1], batch[2]]
 
 
 def test_nothing_while_a_rebalance_is_under_way() -> None:
-    assert current_events(App(rebalancing=True), events(3, 3)) == []
+    assert current_events(App(rebalancing=True), events("p1", "p2")) == []
 
 
 async def test_rebalance_over_waits_for_the_flag() -> None:
