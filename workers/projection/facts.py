@@ -26,7 +26,7 @@ from workers.events import (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention: see model.py
 class CatalogFact:
     """The seat belongs to a concert event (seats-generated)."""
 
@@ -38,7 +38,7 @@ class CatalogFact:
     generated_at: datetime
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention: see model.py
 class CreatedFact:
     """A reservation holds the seat (reservation-created)."""
 
@@ -54,7 +54,7 @@ class CreatedFact:
     expires_at: datetime
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention: see model.py
 class OrderedFact:
     """One item of an order names a reservation of the seat (order-placed).
 
@@ -76,7 +76,7 @@ class OrderedFact:
     placed_at: datetime
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention: see model.py
 class ExpiredFact:
     """The named reservation of the seat ended without purchase (reservation-expired)."""
 
