@@ -27,7 +27,9 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import faust
+from aiokafka.structs import TopicPartition
 
+from workers.continuity import SeatFactsContinuity, StuckWatch, ack_hole
 from workers.deadletter import DeadLetter, dead_letter_record
 from workers.events import EventType
 from workers.generation import GenerationChanged, reexec
@@ -55,6 +57,10 @@ SEATS_CHANGELOG = "{group}-seats-changelog"
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
 FATAL_EXIT_CODE = 70  # EX_SOFTWARE
+STUCK_CHECK_INTERVAL_S = 5.0
+STUCK_CHECKS = 3
+"""A source partition's hole must stay the same for this many checks (~15 s, five commit
+intervals) before it is read again (workers/continuity.py)."""
 PRODUCER_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 """A dead letter is its source record (up to the broker's ~1 MB) plus our headers, so it
 can exceed 1 MB: the `.dlq` topics allow 8 MiB (topics/catalog.toml), and so must we."""
@@ -232,6 +238,33 @@ def create_app(
         state_cache.keep(decoded, epoch)  # durable in the table, the changelog and both sinks
         metrics.projected(len(events), facts, letters, time.perf_counter() - started)
 
+    continuity = SeatFactsContinuity()
+
+    async def continuous(events: Sequence[Any]) -> list[Any]:
+        """The events of `events` that follow what the sinks applied without a hole; for a
+        partition whose records start past a hole, none, and the consumer goes back."""
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for event in events:
+            by_partition[event.message.partition].append(event)
+        if continuity.needs_positions(state_cache.epoch, by_partition):
+            await sinks.connected(health)
+            positions = await retry_until_done(
+                lambda: asyncio.gather(*(s.positions(facts_spec.name) for s in sinks.all)),
+                what="read sink positions", log=log, health=health,
+            )  # fmt: skip
+            continuity.learn(positions, by_partition)
+        kept: list[Any] = []
+        for partition, part_events in by_partition.items():
+            first = part_events[0].message
+            hole = continuity.hole(partition, first.offset)
+            if hole is None:
+                kept += part_events
+                continue
+            log.warning("seat-facts/%d: records from %d were passed over (next is %d); "
+                        "reading them again", partition, hole, first.offset)  # fmt: skip
+            await app.consumer.seek(TopicPartition(first.topic, partition), hole)
+        return kept
+
     async def project_seats(stream: faust.StreamT[Any]) -> None:
         async for taken in stream.noack_take(settings.seat_batch_max_messages, within):
             await rebalance_over(app)
@@ -239,7 +272,11 @@ def create_app(
                 if not (events := current_events(app, taken)):
                     continue  # another generation's records: not ours to write any more
                 try:
+                    if not (events := await continuous(events)):
+                        continue
                     await seat_batch(events)
+                    for event in events:
+                        continuity.applied(event.message.partition, event.message.offset)
                 except GenerationChanged as exc:  # a replay swapped the read models
                     reexec(log, str(exc))
                 except Exception as exc:
@@ -248,6 +285,25 @@ def create_app(
                     await stream.ack(event)
 
     app.agent(seat_facts, name="project-seats", sink=None)(project_seats)
+
+    # ---------------------------------------------------------------- source holes
+    source_topics = {spec.name for spec in catalog.sources()}
+    stuck_watch = StuckWatch(checks=STUCK_CHECKS)
+
+    @app.timer(STUCK_CHECK_INTERVAL_S)  # type: ignore[misc]
+    async def read_passed_over_records_again() -> None:
+        if app.rebalancing:
+            stuck_watch.forget()
+            return
+        consumer = app.consumer
+        holes = {
+            tp: ack_hole(consumer._committed_offset.get(tp), consumer._acked.get(tp))
+            for tp in consumer.assignment() if tp.topic in source_topics
+        }  # fmt: skip
+        for tp, offset in stuck_watch.find_stuck(holes):
+            log.warning("%s/%d: committed offset %d stuck below acknowledged records; "
+                        "reading from it again", tp.topic, tp.partition, offset)  # fmt: skip
+            await consumer.seek(TopicPartition(tp.topic, tp.partition), offset)
 
     finish_in_hand_before_revocation(app, settings.session_timeout_s * 0.8, fatal)
     instrument(app, settings, catalog, health, metrics, tables=[table])
