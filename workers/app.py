@@ -29,6 +29,7 @@ from typing import Any
 import faust
 from aiokafka.structs import TopicPartition
 
+from workers.consumer import install as install_consumer
 from workers.continuity import SeatFactsContinuity, StuckWatch, ack_hole
 from workers.deadletter import DeadLetter, dead_letter_record
 from workers.events import EventType
@@ -41,7 +42,6 @@ from workers.observability.timing import MessageTiming, timing_headers
 from workers.rebalance import current_events, finish_in_hand_before_revocation, rebalance_over
 from workers.records import RawRecord
 from workers.retry import Health, Partition, retry_until_done
-from workers.rewinding_consumer import install as install_rewinding_consumer
 from workers.seat_stage import apply_to_sinks, project_partition
 from workers.seat_table import SeatTable, pinned
 from workers.settings import Settings
@@ -110,7 +110,7 @@ def create_app(
         web_enabled=False,
         autodiscover=False,
     )
-    install_rewinding_consumer(app)  # before anything creates the consumer
+    install_consumer(app)  # before anything creates the consumer
     seat_facts = app.topic(facts_spec.name, partitions=partitions, **RAW)
     changelog = app.topic(
         catalog.get(SEATS_CHANGELOG).name, partitions=partitions, compacting=True, deleting=False,

@@ -1,0 +1,43 @@
+"""Which partitions the consumer rewinds after Faust's seek to committed offsets."""
+
+from __future__ import annotations
+
+from intervaltree import IntervalTree
+
+from workers.consumer import never_committed, next_commit
+
+
+def test_partitions_without_a_commit_or_at_zero_are_rewound() -> None:
+    committed = {"src/0": None, "src/1": 0, "src/2": 17, "changelog/0": None}
+    assert never_committed(committed, lambda tp: tp.startswith("changelog")) == [
+        "src/0",
+        "src/1",
+    ]
+
+
+def test_nothing_when_every_partition_has_a_commit() -> None:
+    assert never_committed({"src/0": 3}, lambda tp: False) == []
+
+
+def test_a_one_record_hole_at_the_head_holds_the_commit_back() -> None:
+    acked = [123, 124, 125]
+    assert next_commit(acked, 122, IntervalTree()) is None  # Faust would commit 126
+    assert acked == [123, 124, 125]
+
+
+def test_the_run_from_the_committed_offset_is_committed() -> None:
+    acked = [125, 122, 123, 124, 130]
+    assert next_commit(acked, 122, IntervalTree()) == 126
+    assert acked == [130]
+
+
+def test_offsets_the_log_skips_count_as_acknowledged() -> None:
+    gaps = IntervalTree()
+    gaps.addi(124, 127)  # e.g. transaction markers at 124..126
+    acked = [122, 123, 127]
+    assert next_commit(acked, 122, gaps) == 128
+    assert acked == []
+
+
+def test_nothing_acked_nothing_to_commit() -> None:
+    assert next_commit([], 5, IntervalTree()) is None
