@@ -1,6 +1,6 @@
 """Replay throughput: N upstream events rebuilt into a fresh shadow copy of all read models.
 
-    .venv/bin/python bench/replay.py [--events 1000000] [--batch-events 25000] [--swap]
+    .venv/bin/python bench/replay.py [--events 1000000] [--batch-events N] [--swap]
                                      [--profile out.prof] [--keep]
 
 1. Data set. N upstream-shaped events (`workers.loadgen.scenario`, keyed and partitioned
@@ -17,8 +17,10 @@
    for records), `decode` (decoding, or waiting for the decoding processes), `project`
    (the seat state machine), `encode` (seat states); `changelog` and `sinks` run in the
    background while the next batch is folded, `sinks_wait` is the time a batch waited
-   for the previous batch's changelog and sinks. `--profile` writes cProfile data
-   of the replay and prints the top functions.
+   for the previous batch's changelog and sinks (`sinks_postgres` and `sinks_redis`: each
+   store's share). `cpu_s` is this process's CPU time: on a shared machine it says more
+   than the wall clock about what a change saved. `--profile` writes cProfile data of
+   the replay and prints the top functions.
 
 Everything of the run (schema, keys, the generation's topics) is removed unless `--keep`.
 """
@@ -31,6 +33,7 @@ import cProfile
 import json
 import os
 import pstats
+import resource
 import sys
 import time
 import uuid
@@ -181,29 +184,36 @@ async def main(args: argparse.Namespace) -> None:
         }
     )
     count = await ensure_data(settings, args.events, args.seed)
-    options = Options(batch_events=args.batch_events, swap=args.swap)
+    options = Options(
+        batch_events=args.batch_events, swap=args.swap, decode_processes=args.decode_processes
+    )
     replay = Replay(settings, options, LineReporter(sys.stdout, interval_s=10))
     profiler = cProfile.Profile() if args.profile else None
     try:
         if profiler:
             profiler.enable()
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         summary = await replay.run()
         elapsed = time.monotonic() - started
+        cpu = time.process_time() - cpu_started
         if profiler:
             profiler.disable()
     finally:
         if not args.keep:
             await cleanup(settings, data=args.drop_data)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("\n".join(summary.lines()))
     rate = summary.events_read / elapsed
     print(
         f"\nRESULT {summary.events_read:,} events (of {count:,}) into all read models in "
         f"{elapsed:.1f}s: {rate:,.0f} events/s; {summary.facts:,} facts, "
-        f"{summary.seats:,} seats, {summary.batches} batches of {args.batch_events:,}"
+        f"{summary.seats:,} seats, {summary.batches} batches of {args.batch_events:,}; "
+        f"this process used {cpu:.1f}s of CPU, {peak_mb:,.0f} MB at most"
     )
     print(json.dumps({"events": summary.events_read, "seconds": round(elapsed, 2),
-                      "events_per_s": round(rate), "phases": summary.phases}))  # fmt: skip
+                      "events_per_s": round(rate), "cpu_s": round(cpu, 1),
+                      "peak_mb": round(peak_mb), "batch_events": args.batch_events,
+                      "phases": summary.phases}))  # fmt: skip
     if profiler:
         profiler.dump_stats(args.profile)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
@@ -213,7 +223,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--batch-events", type=int, default=25_000)
+    parser.add_argument("--batch-events", type=int, default=Options().batch_events)
+    parser.add_argument(
+        "--decode-processes", type=int, help="as `seatflow replay --decode-processes`"
+    )
     parser.add_argument("--swap", action="store_true", help="fence and swap at the end too")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile data of the replay")
     parser.add_argument("--keep", action="store_true", help="keep the run's copy and topics")

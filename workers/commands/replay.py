@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiokafka.errors import KafkaConnectionError
 
-from workers.replay.plan import EARLIEST, PlanError
+from workers.replay.plan import DEFAULT_BATCH_EVENTS, EARLIEST, PlanError
 from workers.replay.progress import reporter_for
 from workers.settings import load_settings
 
@@ -88,9 +88,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--batch-events",
         type=int,
-        default=25_000,
+        default=DEFAULT_BATCH_EVENTS,
         metavar="N",
-        help="source records per batch (default 25000)",
+        help="source records per batch, at most (default 250000; the first and the last "
+        "batches are smaller, so that the pipeline fills and drains quickly)",
     )
     parser.add_argument(
         "--catch-up-threshold",

@@ -6,11 +6,13 @@ Per batch, the same order of durability as the live seat stage:
 2. read and fold it (fold.py) into the in-memory seat states;
 3. write the changed states to the new generation's changelog and AWAIT them (the seat
    table may be ahead of the sinks, never behind);
-4. apply the batch's mutations to the shadow sinks, each atomically with its checkpoint.
+4. apply the batch's mutations to the shadow sinks, each atomically with its checkpoint
+   (Redis: the batch's values first, in small idempotent pieces, then its counters with
+   the checkpoint; see shadow.ShadowRedisSink).
 
-Step 4 of one batch overlaps steps 2-3 of the next (the folding yields to the event loop
-between chunks); a batch's sinks start only after the previous batch's have finished, as
-their checkpoints require.
+Steps 3-4 of one batch overlap step 2 of the next (the folding yields to the event loop
+between chunks), and a batch's step 3 overlaps the previous batch's step 4; a batch's
+sinks start only after the previous batch's have finished, as their checkpoints require.
 
 Resume: the states come back from the changelog, the resume point is the lowest batch a
 shadow sink has not applied, recorded batches from there are processed again (the seat
@@ -51,22 +53,25 @@ from workers.generation import (
     shadow_schema,
 )
 from workers.kafka_clients import client_kwargs
-from workers.projection.batches import encode_state
 from workers.projection.seat import SeatState
 from workers.replay import swap
 from workers.replay.fold import (
     BatchFold,
-    DecodedChunk,
     PlainRecord,
+    WireChunk,
     decode_chunk,
+    decode_chunk_wire,
+    encode_seat,
     plain,
 )
 from workers.replay.plan import (
+    DEFAULT_BATCH_EVENTS,
     EARLIEST,
     LATEST,
     Offsets,
     Plan,
     SourcePartition,
+    batch_budget,
     describe_point,
     next_ranges,
     parse_point,
@@ -94,6 +99,9 @@ SEATS_CHANGELOG = "{group}-seats-changelog"
 CHUNK = 250
 """Records or seats folded between two yields to the event loop: the changelog writes and
 sink transactions of the previous batch run in this loop meanwhile, one step per yield."""
+DECODE_CHUNK = 10_000
+"""At most this many records per decoding task: a large batch comes back in pieces that
+the event loop takes in between other work (the previous batch's sinks)."""
 REDIS_TIMEOUT_S = 120.0
 POOL_MIN_EVENTS = 100_000
 """Below this, starting decoding processes (~1 s) costs more than it saves."""
@@ -112,7 +120,11 @@ class Options:
     """None: the end offsets at start, then catch up with the live stream."""
     models: str = "all"
     swap: bool = True
-    batch_events: int = 25_000
+    batch_events: int = DEFAULT_BATCH_EVENTS
+    """The largest batch (`plan.batch_budget`: the first ones are smaller, and so are the
+    last ones). Large: a seat is derived, encoded, saved and written once per batch it
+    appears in, so the cost per event falls with the batch size (a replay holds every
+    seat state in memory anyway)."""
     catch_up_threshold: int | None = None
     """Fence the live generation once fewer events than this remain (default: half a
     batch, at most 10,000): the final catch-up, while the live copy is frozen, is then
@@ -197,7 +209,7 @@ class Prepared:
     ranges: Ranges
     phase: str
     records: list[PlainRecord]
-    decoding: list[asyncio.Future[DecodedChunk]] | None
+    decoding: list[asyncio.Future[WireChunk]] | None
     """Chunks being decoded by worker processes, in order; None: decode in-process."""
 
 
@@ -205,9 +217,10 @@ class Decoder:
     """Decoding (the largest cost after the seat state machine) in worker processes.
 
     Decoding is pure and per record, so a batch is cut into chunks decoded in parallel
-    while this process projects the previous batch; the facts come back in order and get
-    their positions here (`BatchFold.add`). Spawned processes: forking a process that
-    runs an event loop and Kafka clients is not safe.
+    while this process projects the previous batch; the facts come back in order, in their
+    wire form (`decode_chunk_wire`), and get their positions here (`BatchFold.add_wire`).
+    Spawned processes: forking a process that runs an event loop and Kafka clients is not
+    safe.
     """
 
     def __init__(self, processes: int) -> None:
@@ -216,13 +229,13 @@ class Decoder:
         if processes > 0:
             self.pool = ProcessPoolExecutor(processes, mp_context=get_context("spawn"))
 
-    def submit(self, records: list[PlainRecord]) -> list[asyncio.Future[DecodedChunk]] | None:
+    def submit(self, records: list[PlainRecord]) -> list[asyncio.Future[WireChunk]] | None:
         if self.pool is None:
             return None
         loop = asyncio.get_running_loop()
-        size = max(CHUNK, -(-len(records) // (2 * self.processes)))
+        size = max(CHUNK, min(DECODE_CHUNK, -(-len(records) // (2 * self.processes))))
         return [
-            loop.run_in_executor(self.pool, decode_chunk, records[i : i + size])
+            loop.run_in_executor(self.pool, decode_chunk_wire, records[i : i + size])
             for i in range(0, len(records), size)
         ]
 
@@ -256,10 +269,19 @@ class Replay:
             self.base.redis_url.get_secret_value(), decode_responses=True,
             socket_timeout=REDIS_TIMEOUT_S,
         )  # fmt: skip
+        # No automatic cyclic collection while folding: a batch allocates millions of
+        # objects (facts, views, mutations), all acyclic and freed by reference counting,
+        # and each automatic collection re-scans every one allocated since the last
+        # `gc.freeze()` (a fifth of the main process's CPU with batches of 250,000). The
+        # few cycles the clients make meanwhile are collected at the end.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             summary = await self._run()
         finally:
             gc.unfreeze()
+            if collecting:
+                gc.enable()
             await self.client.aclose()
             await self.pool.close()
         summary.seconds = time.monotonic() - started
@@ -447,7 +469,10 @@ class Replay:
         self.fenced_at: float | None = time.monotonic() if control.state == SWAPPING else None
         writer = ChangelogWriter(base, changelog.name, changelog.partitions)
         await writer.start()
-        self._sinks_task: asyncio.Task[None] | None = None
+        self._commits: list[asyncio.Task[None]] = []
+        """The batches' writes in flight (`_commit`), oldest first; at most two."""
+        self._queued: asyncio.Future[None] | None = None
+        """Done once the newest commit has queued its changelog records."""
         self._started = time.monotonic()
         self._rate = Rate()
         queue: asyncio.Queue[Prepared | BaseException | None] = asyncio.Queue(maxsize=2)
@@ -469,8 +494,9 @@ class Replay:
             await self._wait_sinks()
         finally:
             producer.cancel()
-            if self._sinks_task is not None and not self._sinks_task.done():
-                self._sinks_task.cancel()
+            for task in self._commits:
+                if not task.done():
+                    task.cancel()
             await writer.stop()
         summary.handover = {sp.label: done[sp] for sp in partitions}
         if not handover:
@@ -505,6 +531,7 @@ class Replay:
             if threshold is None:
                 threshold = max(1, min(self.options.batch_events // 2, 10_000))
             fenced = self.fenced_at is not None
+            planned_now = 0
             if fenced and handover:
                 plan.ends = await reader.end_offsets()  # a rerun after the fence: S now
             while True:
@@ -514,7 +541,8 @@ class Replay:
                         await self._fence(control, target)
                         fenced = True
                         plan.ends = await reader.end_offsets()  # S
-                ranges = next_ranges(planned, plan.ends, self.options.batch_events)
+                budget = batch_budget(self.options.batch_events, planned_now, plan.events(planned))
+                ranges = next_ranges(planned, plan.ends, budget)
                 if not ranges:
                     if fenced or not handover:
                         break
@@ -527,6 +555,7 @@ class Replay:
                     planned[sp] = hi
                 await queue.put(prepared)
                 batch_no += 1
+                planned_now += 1
             await queue.put(None)
         except asyncio.CancelledError:
             raise
@@ -599,7 +628,7 @@ class Replay:
         fold = BatchFold(prepared.batch_no)
         if prepared.decoding is not None:
             for chunk in prepared.decoding:
-                fold.add(await chunk)  # decoded by the worker processes, in order
+                fold.add_wire(await chunk)  # decoded by the worker processes, in order
         else:
             for records in _chunks(prepared.records, CHUNK):
                 fold.add(decode_chunk(records))
@@ -611,17 +640,28 @@ class Replay:
         t3 = time.perf_counter()
         encoded: list[tuple[str, bytes]] = []
         for seats in _chunks(fold.changed, CHUNK):
-            encoded += [(seat, encode_state(self.states[seat])) for seat in seats]
+            encoded += [(seat, encode_seat(self.states[seat], fold.wires)) for seat in seats]
             await asyncio.sleep(0)
         # Encoded now (the next batch changes the states in place); sent by `_commit`.
         t4 = time.perf_counter()
-        # One batch's writes in flight at a time: batches reach the changelog in order
-        # (a seat's later state after its earlier one) and the sinks in order.
-        await self._wait_sinks()
+        # Two batches' writes in flight at most: this batch's changelog goes out while the
+        # previous batch's sinks write (the seat table ahead of the sinks, as allowed),
+        # after the previous batch's changelog (a seat's later state after its earlier
+        # one); its sinks wait for the previous batch's (the checkpoints' order).
+        while len(self._commits) >= 2:
+            await self._commits.pop(0)
         t5 = time.perf_counter()
-        self._sinks_task = asyncio.create_task(
-            self._commit(shadow, writer, target, prepared.batch_no, fold, encoded)
-        )
+        previous = self._commits[-1] if self._commits else None
+        queued = asyncio.get_running_loop().create_future()
+        self._commits.append(
+            asyncio.create_task(
+                self._commit(
+                    shadow, writer, target, prepared.batch_no, fold, encoded,
+                    previous, self._queued, queued,
+                )
+            )
+        )  # fmt: skip
+        self._queued = queued
         phases["decode"] += t2 - t1
         phases["project"] += t3 - t2
         phases["encode"] += t4 - t3
@@ -631,8 +671,8 @@ class Replay:
         summary.facts += fold.facts
         summary.rejected += fold.rejected
         summary.seats_saved += len(encoded)
-        # The seat states only grow and live until the end: keep the cyclic collector from
-        # re-scanning millions of them at every full collection (they are still freed by
+        # The seat states only grow and live until the end: keep the cyclic collector (off
+        # during the run, see `run`) from ever scanning them (they are still freed by
         # reference counting; `run` unfreezes at the end).
         gc.freeze()
 
@@ -644,21 +684,37 @@ class Replay:
         batch_no: int,
         fold: BatchFold,
         encoded: list[tuple[str, bytes]],
+        previous: asyncio.Task[None] | None,
+        queued_before: asyncio.Future[None] | None,
+        queued: asyncio.Future[None],
     ) -> None:
         """The changelog acknowledged, then the sinks: the seat table ahead of the sinks,
-        never behind. Runs while the next batch is folded; the previous batch's commit
-        has finished before this one starts (`_wait_sinks`), as the checkpoints require."""
+        never behind. Runs while the next batch is folded. Its changelog records are
+        queued once the previous batch's are (`queued_before`), so that they land after
+        them; its sinks start once the previous batch's have finished (`previous`), as
+        the checkpoints require, and not at all if those failed."""
         started = time.perf_counter()
-        await writer.save(encoded)
+        try:
+            if queued_before is not None:
+                await queued_before
+            acks = await writer.send(encoded)
+        finally:
+            if not queued.done():
+                queued.set_result(None)
+        await asyncio.gather(*acks)
         acked = time.perf_counter()
-        await shadow.apply(target, batch_no, fold.mutations)
+        if previous is not None:
+            await previous
+        applying = time.perf_counter()
+        stores = await shadow.apply(target, batch_no, fold.mutations)
         self.phases["changelog"] += acked - started
-        self.phases["sinks"] += time.perf_counter() - acked
+        self.phases["sinks"] += time.perf_counter() - applying
+        for name, seconds in stores.items():
+            self.phases[f"sinks_{name}"] = self.phases.get(f"sinks_{name}", 0.0) + seconds
 
     async def _wait_sinks(self) -> None:
-        task, self._sinks_task = self._sinks_task, None
-        if task is not None:
-            await task
+        while self._commits:
+            await self._commits.pop(0)
 
     # ------------------------------------------------------------ helpers
     def _tick(

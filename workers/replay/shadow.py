@@ -19,7 +19,8 @@ workers recover their table from it after the swap, and a resumed replay reads i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +37,9 @@ from workers.projection.model import Mutations
 from workers.projection.seat import SeatState
 from workers.replay.plan import SourcePartition
 from workers.settings import Settings
-from workers.sinks.base import PositionedMutations, Sink
+from workers.sinks.base import ApplyResult, PositionedMutations, Sink, merged, pending
 from workers.sinks.postgres_sink import PostgresSink
-from workers.sinks.redis_sink import RedisSink
+from workers.sinks.redis_sink import WRITE_SCRIPT, RedisSink, write_payload
 
 POSTGRES, REDIS = "postgres", "redis"
 MODELS = {"all": (POSTGRES, REDIS), POSTGRES: (POSTGRES,), REDIS: (REDIS,)}
@@ -155,9 +156,11 @@ class Shadow:
     def open_sinks(self, models: Sequence[str]) -> None:
         self.sinks = []
         if POSTGRES in models:
-            self.sinks.append(PostgresSink(self.pool, self.schema))
+            # One writer (the replay, under its run lock): no orders' advisory locks, which
+            # a batch of 250,000 events would take by the tens of thousands.
+            self.sinks.append(PostgresSink(self.pool, self.schema, lock_orders=False))
         if REDIS in models:
-            self.sinks.append(RedisSink(self.client, self.prefix))
+            self.sinks.append(ShadowRedisSink(self.client, self.prefix))
 
     async def next_batch(self, target: int) -> int:
         """The first batch some shadow sink has not applied."""
@@ -165,11 +168,19 @@ class Shadow:
         positions = [await sink.positions(topic) for sink in self.sinks]
         return min(p.get(0, 0) for p in positions)
 
-    async def apply(self, target: int, batch_no: int, mutations: Mutations) -> None:
-        """Both stores at once, each atomically with its checkpoint."""
+    async def apply(self, target: int, batch_no: int, mutations: Mutations) -> dict[str, float]:
+        """Both stores at once, each exactly once with its checkpoint (PostgreSQL in one
+        transaction; Redis: see `ShadowRedisSink`); returns the seconds each store took
+        (the benchmark's phases)."""
         batch = [PositionedMutations(0, batch_no, mutations)]
         topic = checkpoint_topic(target)
-        await asyncio.gather(*(sink.apply(topic, batch) for sink in self.sinks))
+
+        async def timed(sink: Sink) -> tuple[str, float]:
+            started = time.perf_counter()
+            await sink.apply(topic, batch)
+            return sink.name, time.perf_counter() - started
+
+        return dict(await asyncio.gather(*(timed(sink) for sink in self.sinks)))
 
     async def run_lock(self) -> asyncpg.Connection | None:
         """A connection holding the session lock "a replay of this schema runs", or None
@@ -185,6 +196,68 @@ class Shadow:
             await conn.close()
             return None
         return conn
+
+
+REDIS_CHUNK = 5_000
+"""Seat hashes or seat-map fields per script in a shadow batch's first part: one script
+holds Redis for tens of milliseconds, not for seconds."""
+
+
+def absolute_parts(m: Mutations, size: int = REDIS_CHUNK) -> Iterator[Mutations]:
+    """The Redis writes of `m` that set values (seat hashes, seat-map fields set or
+    removed), in pieces of at most `size` keys or fields: writing one twice changes
+    nothing. The counters (`availability`, `availability_fields`) are not in them."""
+    seats = sorted(m.seats.items())
+    for i in range(0, len(seats), size):
+        yield Mutations(seats=dict(seats[i : i + size]))
+    fields = sorted(m.seatmap_set.items())
+    for i in range(0, len(fields), size):
+        yield Mutations(seatmap_set=dict(fields[i : i + size]))
+    gone = sorted(m.seatmap_del)
+    for i in range(0, len(gone), size):
+        yield Mutations(seatmap_del=set(gone[i : i + size]))
+
+
+class ShadowRedisSink(RedisSink):
+    """`RedisSink` for the shadow copy: a batch's values first, in small scripts; its
+    counters with the checkpoint, atomically.
+
+    The live sink writes a batch in one MULTI/EXEC. A replay batch holds up to hundreds
+    of thousands of seat hashes, and one script writing them all would hold Redis, which
+    the live workers and readers share, for seconds. Only the counter deltas must be
+    written exactly once, i.e. together with the checkpoint; seat hashes (replaced whole)
+    and seat-map fields are values, and writing one again writes the same thing. So
+    they go first, `REDIS_CHUNK` at a time, then the availability deltas and the new
+    checkpoint in one MULTI/EXEC. Killed in between, the shadow holds some of the batch's
+    values but not its counters nor its checkpoint: the resumed run processes the batch
+    again (same mutations: fold.py), writes the same values and then the counters once.
+    Nobody reads the shadow before the swap, which needs every batch applied.
+
+    Exactly one process writes the shadow (the replay, under its run lock), so a moved
+    checkpoint is an error here, not a race to retry.
+    """
+
+    async def apply(self, topic: str, batch: Sequence[PositionedMutations]) -> ApplyResult:
+        if not batch:
+            return ApplyResult(applied=0, skipped=0)
+        key = self.checkpoint_key(topic)
+        current = await self.positions(topic)
+        todo, advanced = pending(batch, current)
+        if not todo:
+            return ApplyResult(applied=0, skipped=len(batch))
+        m = merged(todo)
+        for part in absolute_parts(m):
+            await self.client.eval(WRITE_SCRIPT, 0, write_payload(self.prefix, part))
+        counters = Mutations(availability=m.availability, availability_fields=m.availability_fields)
+        async with self.client.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            if await self.positions(topic) != current:
+                raise RuntimeError(f"{key} moved: another process writes the shadow copy")
+            pipe.multi()
+            self._queue_writes(pipe, counters)
+            pipe.hset(key, mapping={str(p): str(o) for p, o in sorted(advanced.items())})
+            await pipe.execute()  # WatchError if the checkpoint moved meanwhile
+        return ApplyResult(applied=len(todo), skipped=len(batch) - len(todo))
 
 
 # ---------------------------------------------------------------- the generation's seat table

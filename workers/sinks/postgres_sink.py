@@ -320,13 +320,22 @@ class PostgresSink:
     name = "postgres"
 
     def __init__(
-        self, pool: asyncpg.Pool, schema: str = "read_model", *, generation: int | None = None
+        self,
+        pool: asyncpg.Pool,
+        schema: str = "read_model",
+        *,
+        generation: int | None = None,
+        lock_orders: bool = True,
     ) -> None:
         self.pool = pool
         self.schema = schema
         self.generation = generation
         """When set, each batch first checks that this generation still owns `schema`
         (workers/generation.py); None: no fence (tests, the replay's shadow copy)."""
+        self.lock_orders = lock_orders
+        """Take the orders' advisory locks ("Lock order"). Only a schema with a single
+        writer may do without: the replay's shadow copy, whose batches name tens of
+        thousands of orders, more locks than PostgreSQL's lock table holds."""
         self._sql = _statements(quote_ident(schema))
         self._owns_pool = False
 
@@ -386,7 +395,7 @@ class PostgresSink:
             await conn.execute(sql["reservations"], *plan.reservations)
         if plan.order_items:
             await conn.execute(sql["order_items"], *plan.order_items)
-        if plan.order_lock:
+        if plan.order_lock and self.lock_orders:
             await conn.execute(sql["lock_orders"], plan.order_lock)
         if plan.order_headers:
             await conn.execute(sql["order_headers"], *plan.order_headers)
