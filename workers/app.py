@@ -263,6 +263,7 @@ def create_app(
             log.warning("seat-facts/%d: records from %d were passed over (next is %d); "
                         "reading them again", partition, hole, first.offset)  # fmt: skip
             await app.consumer.seek(TopicPartition(first.topic, partition), hole)
+            metrics.passed_over(facts_spec.logical)
         return kept
 
     async def project_seats(stream: faust.StreamT[Any]) -> None:
@@ -287,7 +288,7 @@ def create_app(
     app.agent(seat_facts, name="project-seats", sink=None)(project_seats)
 
     # ---------------------------------------------------------------- source holes
-    source_topics = {spec.name for spec in catalog.sources()}
+    logical_of = {spec.name: spec.logical for spec in catalog.sources()}
     stuck_watch = StuckWatch(checks=STUCK_CHECKS)
 
     @app.timer(STUCK_CHECK_INTERVAL_S)  # type: ignore[misc]
@@ -298,12 +299,13 @@ def create_app(
         consumer = app.consumer
         holes = {
             tp: ack_hole(consumer._committed_offset.get(tp), consumer._acked.get(tp))
-            for tp in consumer.assignment() if tp.topic in source_topics
+            for tp in consumer.assignment() if tp.topic in logical_of
         }  # fmt: skip
         for tp, offset in stuck_watch.find_stuck(holes):
             log.warning("%s/%d: committed offset %d stuck below acknowledged records; "
                         "reading from it again", tp.topic, tp.partition, offset)  # fmt: skip
             await consumer.seek(TopicPartition(tp.topic, tp.partition), offset)
+            metrics.passed_over(logical_of[tp.topic])
 
     finish_in_hand_before_revocation(app, settings.session_timeout_s * 0.8, fatal)
     instrument(app, settings, catalog, health, metrics, tables=[table])

@@ -293,3 +293,12 @@ def test_every_alert_has_a_promtool_case_firing_and_one_not_firing() -> None:
             (fires if case.get("exp_alerts") else silent).add(case["alertname"])
     names = {rule["alert"] for rule in alert_rules()}
     assert names == fires == silent
+
+
+def test_rereads_of_passed_over_records_count_by_topic(observer: Observer) -> None:
+    observer.passed_over("reservation-created")
+    observer.passed_over("reservation-created")
+    observer.passed_over("seatflow.seat-facts")
+    samples = exported(observer)
+    counts = {s.labels["topic"]: s.value for s in samples["seatflow_passed_over_rereads_total"]}
+    assert counts == {"reservation-created": 2, "seatflow.seat-facts": 1}

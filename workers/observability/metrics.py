@@ -404,6 +404,12 @@ class Observer:
         self.commits = Counter(
             "seatflow_commits_total", "Offset commits completed by the consumer", registry=r
         )
+        self.rereads = Counter(
+            "seatflow_passed_over_rereads_total",
+            "Partitions sought back because records were passed over (workers/continuity.py)",
+            ["topic"],
+            registry=r,
+        )
         self.table_keys = Gauge(
             "seatflow_table_keys",
             "Keys in the table's active partitions (RocksDB: its estimate)",
@@ -534,6 +540,9 @@ class Observer:
 
     def committed(self) -> None:
         self.commits.inc()
+
+    def passed_over(self, topic: str) -> None:
+        self.rereads.labels(topic).inc()
 
     # ---------------------------------------------------------------- state
     def read_state_with(self, read: Callable[[], WorkerState]) -> None:
