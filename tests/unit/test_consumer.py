@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from intervaltree import IntervalTree
 
-from workers.consumer import never_committed, next_commit
+from workers.consumer import gap_between, last_read, never_committed, next_commit
 
 
 def test_partitions_without_a_commit_or_at_zero_are_rewound() -> None:
@@ -41,3 +41,24 @@ def test_offsets_the_log_skips_count_as_acknowledged() -> None:
 
 def test_nothing_acked_nothing_to_commit() -> None:
     assert next_commit([], 5, IntervalTree()) is None
+
+
+def test_after_a_seek_the_last_offset_read_is_the_one_before() -> None:
+    assert last_read(10) == 9
+    assert last_read(0) is None
+    assert last_read(None) is None
+
+
+def test_a_marker_right_at_the_committed_offset_is_a_gap() -> None:
+    # sought to the committed offset 10; the first record read is 11 (10 is a marker)
+    gap = gap_between(last_read(10) or 0, 11, committed=10)
+    assert gap == (10, 11)
+    gaps = IntervalTree()
+    gaps.addi(*gap)
+    assert next_commit([11, 12], 10, gaps) == 13
+
+
+def test_the_record_just_read_is_no_gap() -> None:
+    assert gap_between(9, 12, committed=5) == (10, 12)  # 10 and 11; not 12
+    assert gap_between(9, 10, committed=5) is None  # consecutive
+    assert gap_between(3, 8, committed=6) == (6, 8)  # never below the committed offset
