@@ -58,9 +58,9 @@ RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
 FATAL_EXIT_CODE = 70  # EX_SOFTWARE
 STUCK_CHECK_INTERVAL_S = 5.0
-STUCK_CHECKS = 3
-"""A source partition's hole must stay the same for this many checks (~15 s, five commit
-intervals) before it is read again (workers/continuity.py)."""
+STUCK_CHECKS = 2
+"""A source partition's hole must stay the same for this many checks (5 to 10 s, two
+commit intervals at least) before it is read again (workers/continuity.py)."""
 PRODUCER_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 """A dead letter is its source record (up to the broker's ~1 MB) plus our headers, so it
 can exceed 1 MB: the `.dlq` topics allow 8 MiB (topics/catalog.toml), and so must we."""
@@ -298,7 +298,10 @@ def create_app(
             return
         consumer = app.consumer
         holes = {
-            tp: ack_hole(consumer._committed_offset.get(tp), consumer._acked.get(tp))
+            tp: ack_hole(
+                consumer._committed_offset.get(tp), consumer._acked.get(tp),
+                consumer._gap.get(tp, ()),
+            )
             for tp in consumer.assignment() if tp.topic in logical_of
         }  # fmt: skip
         for tp, offset in stuck_watch.find_stuck(holes):

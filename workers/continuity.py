@@ -100,10 +100,22 @@ class StuckWatch:
         self.seen.clear()
 
 
-def ack_hole(committed: int | None, acked: Sequence[int] | None) -> tuple[int, int] | None:
+def ack_hole(
+    committed: int | None, acked: Sequence[int] | None, gaps: Iterable[Any] = ()
+) -> tuple[int, int] | None:
     """(committed, lowest acked) if records past the committed offset were acknowledged
-    while an earlier one was not; None if there is no such hole (or nothing to say)."""
+    while an earlier one was not; None if there is no such hole (or nothing to say).
+
+    `gaps`: intervals (`.begin`, `.end`, end excluded) of offsets the log skips, as the
+    consumer records them (workers/consumer.py): a hole they cover is no hole."""
     if committed is None or not acked:
         return None
     lowest = min(acked)
-    return (committed, lowest) if lowest > committed else None
+    if lowest <= committed:
+        return None
+    missing = set(range(committed, lowest))
+    for interval in gaps:
+        missing.difference_update(range(interval.begin, interval.end))
+        if not missing:
+            return None
+    return (committed, lowest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from intervaltree import IntervalTree
 
 from workers.continuity import SeatFactsContinuity, StuckWatch, UnreadableHoleError, ack_hole
 
@@ -61,3 +62,10 @@ def test_a_source_hole_is_read_again_only_when_it_stays() -> None:
     assert watch.find_stuck({"a": (816, 900)}) == []  # it moved: start counting again
     assert watch.find_stuck({"a": None}) == []
     assert watch.seen == {}
+
+
+def test_a_hole_the_log_itself_skips_is_no_hole() -> None:
+    gaps = IntervalTree()
+    gaps.addi(816, 820)  # e.g. transaction markers
+    assert ack_hole(816, [820, 821], gaps) is None
+    assert ack_hole(816, [822], gaps) == (816, 822)  # 820 and 821 are missing records
