@@ -301,4 +301,6 @@ def test_rereads_of_passed_over_records_count_by_topic(observer: Observer) -> No
     observer.passed_over("seatflow.seat-facts")
     samples = exported(observer)
     counts = {s.labels["topic"]: s.value for s in samples["seatflow_passed_over_rereads_total"]}
-    assert counts == {"reservation-created": 2, "seatflow.seat-facts": 1}
+    assert counts["reservation-created"] == 2
+    assert counts["seatflow.seat-facts"] == 1
+    assert counts["order-placed"] == 0  # every topic exists from the start

@@ -433,6 +433,7 @@ class Observer:
         for topic in (*source_topics, SEAT_FACTS):
             self.records_consumed.labels(topic)
             self.events_processed.labels(topic)
+            self.rereads.labels(topic)
         for topic in source_topics:
             self.facts_produced.labels(topic)
             for kind in DecodeErrorKind:
