@@ -287,8 +287,9 @@ def create_app(
 
     app.agent(seat_facts, name="project-seats", sink=None)(project_seats)
 
-    # ---------------------------------------------------------------- source holes
+    # ---------------------------------------------------------------- passed-over records
     logical_of = {spec.name: spec.logical for spec in catalog.sources()}
+    logical_of[facts_spec.name] = facts_spec.logical
     stuck_watch = StuckWatch(checks=STUCK_CHECKS)
 
     @app.timer(STUCK_CHECK_INTERVAL_S)  # type: ignore[misc]
@@ -297,15 +298,16 @@ def create_app(
             stuck_watch.forget()
             return
         consumer = app.consumer
+        idle = not gate.in_flight  # records handed on but unacknowledged are in no batch
         holes = {
             tp: ack_hole(
                 consumer._committed_offset.get(tp), consumer._acked.get(tp),
-                consumer._gap.get(tp, ()),
+                consumer._gap.get(tp, ()), consumer._read_offset.get(tp), idle,
             )
             for tp in consumer.assignment() if tp.topic in logical_of
         }  # fmt: skip
         for tp, offset in stuck_watch.find_stuck(holes):
-            log.warning("%s/%d: committed offset %d stuck below acknowledged records; "
+            log.warning("%s/%d: records after the committed offset %d were passed over; "
                         "reading from it again", tp.topic, tp.partition, offset)  # fmt: skip
             await consumer.seek(TopicPartition(tp.topic, tp.partition), offset)
             metrics.passed_over(logical_of[tp.topic])

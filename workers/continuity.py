@@ -11,9 +11,11 @@ after it). Two guards, one per kind of partition:
   Each batch is checked against the next offset the sinks need per partition (read from
   the sinks after each rebalance, then tracked); a partition whose records start past it
   is left out of the batch, unacknowledged, and the consumer is sought back to the hole.
-- source topics (`find_stuck`): reading a record twice or out of order is harmless there
-  (facts are sets), so a partition whose committed offset stays below acknowledged
-  records for several checks in a row is sought back to its committed offset.
+- every partition (`find_stuck`, `ack_hole`): one whose committed offset stays below
+  acknowledged records, or below records handed on that nobody acknowledged while no
+  batch is in hand, for several checks in a row, is sought back to its committed offset.
+  Reading a record twice is harmless: facts are sets, and on seat-facts the sinks skip
+  what they have (and the check above keeps them from passing a hole).
 """
 
 from __future__ import annotations
@@ -101,21 +103,34 @@ class StuckWatch:
 
 
 def ack_hole(
-    committed: int | None, acked: Sequence[int] | None, gaps: Iterable[Any] = ()
+    committed: int | None,
+    acked: Sequence[int] | None,
+    gaps: Iterable[Any] = (),
+    read: int | None = None,
+    idle: bool = False,
 ) -> tuple[int, int] | None:
-    """(committed, lowest acked) if records past the committed offset were acknowledged
-    while an earlier one was not; None if there is no such hole (or nothing to say).
+    """(committed, first offset known to be past the hole) if records were passed over
+    after the committed offset; None if there is no such hole (or nothing to say).
 
-    `gaps`: intervals (`.begin`, `.end`, end excluded) of offsets the log skips, as the
-    consumer records them (workers/consumer.py): a hole they cover is no hole."""
-    if committed is None or not acked:
+    Two signs: records past the committed offset were acknowledged while an earlier one
+    was not; or (only when no batch is in hand, `idle`) records up to `read`, the last
+    offset the consumer handed on, are past the committed offset and none was
+    acknowledged: they went nowhere. `gaps`: intervals (`.begin`, `.end`, end excluded)
+    of offsets the log skips, as the consumer records them (workers/consumer.py): a hole
+    they cover is no hole."""
+    if committed is None:
         return None
-    lowest = min(acked)
-    if lowest <= committed:
+    if acked:
+        end = min(acked)
+    elif idle and read is not None and read >= committed:
+        end = read + 1
+    else:
         return None
-    missing = set(range(committed, lowest))
+    if end <= committed:
+        return None
+    missing = set(range(committed, end))
     for interval in gaps:
         missing.difference_update(range(interval.begin, interval.end))
         if not missing:
             return None
-    return (committed, lowest)
+    return (committed, end)
