@@ -64,8 +64,8 @@ def next_commit(
     end of the run of acknowledged offsets starting at `committed`), or None.
 
     `gaps` are offset ranges the log itself skips (compaction, transaction markers), as
-    Faust records them: they count as acknowledged. `acked` is sorted and trimmed in place,
-    and `gaps` chopped, as Faust does."""
+    Faust records them: they count as acknowledged. `acked` is sorted, deduplicated and
+    trimmed in place, and `gaps` chopped, as Faust does."""
     if not acked:
         return None
     max_offset = max(acked)
@@ -77,7 +77,12 @@ def next_commit(
                 filled.extend(range(interval.begin, interval.end))
             acked.extend(filled)
             gaps.chop(0, max(filled[-1], max_offset + 1))
-    acked.sort()
+    # Each offset once, none below the committed one: a record read again (after a seek
+    # back) can be acknowledged twice, and Faust's run of consecutive offsets would stop
+    # at every repeat, committing a couple of offsets per commit interval.
+    acked[:] = sorted({offset for offset in acked if committed is None or offset >= committed})
+    if not acked:
+        return None
     if committed is not None and acked[0] > committed:
         return None  # a hole at the head: never commit past an unacknowledged record
     batch = next(consecutive_numbers(acked))
@@ -134,9 +139,10 @@ class SeatflowConsumer(Consumer):
 
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
-        before = list(acked)
         offset = next_commit(acked, self._committed_offset[tp], self._gap[tp])
-        self._acked_index[tp].difference_update(set(before) - set(acked))
+        index = self._acked_index[tp]  # what `ack` checks for repeats: exactly what is left
+        index.clear()
+        index.update(acked)
         return offset
 
 

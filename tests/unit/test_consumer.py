@@ -62,3 +62,9 @@ def test_the_record_just_read_is_no_gap() -> None:
     assert gap_between(9, 12, committed=5) == (10, 12)  # 10 and 11; not 12
     assert gap_between(9, 10, committed=5) is None  # consecutive
     assert gap_between(3, 8, committed=6) == (6, 8)  # never below the committed offset
+
+
+def test_offsets_acknowledged_twice_or_already_committed_do_not_slow_the_commit() -> None:
+    acked = [1871, 1872, 1872, 1873, 1873, 1874, 1869, 1875]
+    assert next_commit(acked, 1871, IntervalTree()) == 1876  # Faust's run stops at 1873
+    assert acked == []
