@@ -292,6 +292,15 @@ def create_app(
     logical_of[facts_spec.name] = facts_spec.logical
     stuck_watch = StuckWatch(checks=STUCK_CHECKS)
 
+    def fetch_position(consumer: Any, tp: Any) -> int | None:
+        """The next offset aiokafka will fetch for `tp` (None if it has none yet)."""
+        try:
+            assignment = consumer._thread._consumer._subscription.subscription.assignment
+            state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
+        except AttributeError:
+            return None
+        return getattr(state, "_position", None) if state is not None else None
+
     @app.timer(STUCK_CHECK_INTERVAL_S)  # type: ignore[misc]
     async def read_passed_over_records_again() -> None:
         if app.rebalancing:
@@ -302,7 +311,7 @@ def create_app(
         holes = {
             tp: ack_hole(
                 consumer._committed_offset.get(tp), consumer._acked.get(tp),
-                consumer._gap.get(tp, ()), consumer._read_offset.get(tp), idle,
+                consumer._gap.get(tp, ()), fetch_position(consumer, tp), idle,
             )
             for tp in consumer.assignment() if tp.topic in logical_of
         }  # fmt: skip

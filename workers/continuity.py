@@ -106,24 +106,25 @@ def ack_hole(
     committed: int | None,
     acked: Sequence[int] | None,
     gaps: Iterable[Any] = (),
-    read: int | None = None,
+    taken: int | None = None,
     idle: bool = False,
 ) -> tuple[int, int] | None:
     """(committed, first offset known to be past the hole) if records were passed over
     after the committed offset; None if there is no such hole (or nothing to say).
 
     Two signs: records past the committed offset were acknowledged while an earlier one
-    was not; or (only when no batch is in hand, `idle`) records up to `read`, the last
-    offset the consumer handed on, are past the committed offset and none was
-    acknowledged: they went nowhere. `gaps`: intervals (`.begin`, `.end`, end excluded)
+    was not; or (only when no batch is in hand, `idle`) records before `taken`, the next
+    offset the consumer will fetch, are past the committed offset and none was
+    acknowledged: they went nowhere (Faust dropped them before or after its stream).
+    `gaps`: intervals (`.begin`, `.end`, end excluded)
     of offsets the log skips, as the consumer records them (workers/consumer.py): a hole
     they cover is no hole."""
     if committed is None:
         return None
     if acked:
         end = min(acked)
-    elif idle and read is not None and read >= committed:
-        end = read + 1
+    elif idle and taken is not None and taken > committed:
+        end = taken
     else:
         return None
     if end <= committed:

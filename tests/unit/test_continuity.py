@@ -71,8 +71,8 @@ def test_a_hole_the_log_itself_skips_is_no_hole() -> None:
     assert ack_hole(816, [822], gaps) == (816, 822)  # 820 and 821 are missing records
 
 
-def test_records_handed_on_that_nobody_acknowledged_are_a_hole_when_idle() -> None:
-    assert ack_hole(100, [], read=140, idle=True) == (100, 141)
-    assert ack_hole(100, [], read=140, idle=False) is None  # a batch in hand may hold them
-    assert ack_hole(100, [], read=99, idle=True) is None  # nothing handed on yet
-    assert ack_hole(100, [], read=None, idle=True) is None
+def test_records_fetched_that_nobody_acknowledged_are_a_hole_when_idle() -> None:
+    assert ack_hole(100, [], taken=141, idle=True) == (100, 141)
+    assert ack_hole(100, [], taken=141, idle=False) is None  # a batch in hand may hold them
+    assert ack_hole(100, [], taken=100, idle=True) is None  # nothing fetched past it
+    assert ack_hole(100, [], taken=None, idle=True) is None
