@@ -27,10 +27,9 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import faust
-from aiokafka.structs import TopicPartition
 
 from workers.consumer import install as install_consumer
-from workers.continuity import SeatFactsContinuity, StuckWatch, ack_hole
+from workers.continuity import SeatFactsContinuity, StuckWatch
 from workers.deadletter import DeadLetter, dead_letter_record
 from workers.events import EventType
 from workers.generation import GenerationChanged, reexec
@@ -59,7 +58,7 @@ RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 FATAL_EXIT_CODE = 70  # EX_SOFTWARE
 STUCK_CHECK_INTERVAL_S = 5.0
 STUCK_CHECKS = 2
-"""A source partition's hole must stay the same for this many checks (5 to 10 s, two
+"""A partition's hole must stay the same for this many checks (5 to 10 s, two
 commit intervals at least) before it is read again (workers/continuity.py)."""
 PRODUCER_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 """A dead letter is its source record (up to the broker's ~1 MB) plus our headers, so it
@@ -238,6 +237,16 @@ def create_app(
         state_cache.keep(decoded, epoch)  # durable in the table, the changelog and both sinks
         metrics.projected(len(events), facts, letters, time.perf_counter() - started)
 
+    logical_of = {spec.name: spec.logical for spec in catalog.sources()}
+    logical_of[facts_spec.name] = facts_spec.logical
+
+    async def read_again(topic: str, partition: int, offset: int, why: str) -> None:
+        """Records of the partition from `offset` on were passed over: read them again."""
+        log.warning("%s/%d: records from offset %d were passed over (%s); reading them again",
+                    topic, partition, offset, why)  # fmt: skip
+        await app.consumer.read_from(topic, partition, offset)
+        metrics.passed_over(logical_of[topic])
+
     continuity = SeatFactsContinuity()
 
     async def continuous(events: Sequence[Any]) -> list[Any]:
@@ -260,10 +269,7 @@ def create_app(
             if hole is None:
                 kept += part_events
                 continue
-            log.warning("seat-facts/%d: records from %d were passed over (next is %d); "
-                        "reading them again", partition, hole, first.offset)  # fmt: skip
-            await app.consumer.seek(TopicPartition(first.topic, partition), hole)
-            metrics.passed_over(facts_spec.logical)
+            await read_again(first.topic, partition, hole, f"next record read is {first.offset}")
         return kept
 
     async def project_seats(stream: faust.StreamT[Any]) -> None:
@@ -288,18 +294,7 @@ def create_app(
     app.agent(seat_facts, name="project-seats", sink=None)(project_seats)
 
     # ---------------------------------------------------------------- passed-over records
-    logical_of = {spec.name: spec.logical for spec in catalog.sources()}
-    logical_of[facts_spec.name] = facts_spec.logical
     stuck_watch = StuckWatch(checks=STUCK_CHECKS)
-
-    def fetch_position(consumer: Any, tp: Any) -> int | None:
-        """The next offset aiokafka will fetch for `tp` (None if it has none yet)."""
-        try:
-            assignment = consumer._thread._consumer._subscription.subscription.assignment
-            state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
-        except AttributeError:
-            return None
-        return getattr(state, "_position", None) if state is not None else None
 
     @app.timer(STUCK_CHECK_INTERVAL_S)  # type: ignore[misc]
     async def read_passed_over_records_again() -> None:
@@ -307,19 +302,13 @@ def create_app(
             stuck_watch.forget()
             return
         consumer = app.consumer
-        idle = not gate.in_flight  # records handed on but unacknowledged are in no batch
+        idle = not gate.in_flight  # records fetched but unacknowledged are in no batch
         holes = {
-            tp: ack_hole(
-                consumer._committed_offset.get(tp), consumer._acked.get(tp),
-                consumer._gap.get(tp, ()), fetch_position(consumer, tp), idle,
-            )
+            tp: consumer.passed_over(tp, idle)
             for tp in consumer.assignment() if tp.topic in logical_of
         }  # fmt: skip
         for tp, offset in stuck_watch.find_stuck(holes):
-            log.warning("%s/%d: records after the committed offset %d were passed over; "
-                        "reading from it again", tp.topic, tp.partition, offset)  # fmt: skip
-            await consumer.seek(TopicPartition(tp.topic, tp.partition), offset)
-            metrics.passed_over(logical_of[tp.topic])
+            await read_again(tp.topic, tp.partition, offset, "the committed offset stays below")
 
     finish_in_hand_before_revocation(app, settings.session_timeout_s * 0.8, fatal)
     instrument(app, settings, catalog, health, metrics, tables=[table])

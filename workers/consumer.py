@@ -37,10 +37,13 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, MutableSequence
 from typing import TYPE_CHECKING, Any
 
+from aiokafka.structs import TopicPartition
 from faust.transport.consumer import ensure_TP
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from faust.utils.functional import consecutive_numbers
+
+from workers.continuity import ack_hole
 
 if TYPE_CHECKING:
     from intervaltree import IntervalTree  # Faust's gap bookkeeping
@@ -136,6 +139,26 @@ class SeatflowConsumer(Consumer):
             gaps.addi(*gap)
             await asyncio.sleep(0)  # as Faust does: let others run while gaps pile up
             gaps.merge_overlaps()
+
+    def fetch_position(self, tp: TP) -> int | None:
+        """The next offset aiokafka will fetch for `tp` (None if it has none yet)."""
+        try:
+            assignment = self._thread._consumer._subscription.subscription.assignment
+            state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
+        except AttributeError:
+            return None
+        return getattr(state, "_position", None) if state is not None else None
+
+    def passed_over(self, tp: TP, idle: bool) -> tuple[int, int] | None:
+        """`continuity.ack_hole` of `tp`, from this consumer's bookkeeping."""
+        return ack_hole(
+            self._committed_offset.get(tp), self._acked.get(tp), self._gap.get(tp, ()),
+            self.fetch_position(tp), idle,
+        )  # fmt: skip
+
+    async def read_from(self, topic: str, partition: int, offset: int) -> None:
+        """Seek one partition back (aiokafka wants its own TopicPartition)."""
+        await self.seek(TopicPartition(topic, partition), offset)
 
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]

@@ -12,8 +12,8 @@ after it). Two guards, one per kind of partition:
   the sinks after each rebalance, then tracked); a partition whose records start past it
   is left out of the batch, unacknowledged, and the consumer is sought back to the hole.
 - every partition (`find_stuck`, `ack_hole`): one whose committed offset stays below
-  acknowledged records, or below records handed on that nobody acknowledged while no
-  batch is in hand, for several checks in a row, is sought back to its committed offset.
+  acknowledged records, or below records fetched that nobody acknowledged while no batch
+  is in hand, for several checks in a row, is sought back to its committed offset.
   Reading a record twice is harmless: facts are sets, and on seat-facts the sinks skip
   what they have (and the check above keeps them from passing a hole).
 """
@@ -74,15 +74,14 @@ class SeatFactsContinuity:
 
 @dataclass(slots=True)
 class StuckWatch:
-    """Per source partition, the (committed, lowest acknowledged) hole seen at each check."""
+    """Per partition, the hole (`ack_hole`) seen at each check and for how many in a row."""
 
     checks: int = 3
     seen: dict[Any, tuple[tuple[int, int], int]] = field(default_factory=dict)
 
     def find_stuck(self, holes: Mapping[Any, tuple[int, int] | None]) -> list[tuple[Any, int]]:
-        """`holes`: tp -> (committed, lowest acked) when acked records lie past the committed
-        offset with a gap, else None. Returns (tp, offset to read again from) for every hole
-        unchanged over `checks` checks in a row."""
+        """`holes`: tp -> `ack_hole` of the partition. Returns (tp, offset to read again
+        from) for every hole unchanged over `checks` checks in a row."""
         stuck: list[tuple[Any, int]] = []
         for tp, hole in holes.items():
             if hole is None:
@@ -116,9 +115,8 @@ def ack_hole(
     was not; or (only when no batch is in hand, `idle`) records before `taken`, the next
     offset the consumer will fetch, are past the committed offset and none was
     acknowledged: they went nowhere (Faust dropped them before or after its stream).
-    `gaps`: intervals (`.begin`, `.end`, end excluded)
-    of offsets the log skips, as the consumer records them (workers/consumer.py): a hole
-    they cover is no hole."""
+    `gaps`: intervals (`.begin`, `.end`, end excluded) of offsets the log skips, as the
+    consumer records them (workers/consumer.py): a hole they cover is no hole."""
     if committed is None:
         return None
     if acked:
