@@ -66,6 +66,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from workers.db.migrate import quote_ident
 from workers.decoding import DecodeError, decode, load_validators
@@ -334,7 +335,16 @@ class GroupWatch:
     async def __aenter__(self) -> GroupWatch:
         await self.admin.start()
         await self.consumer.start()
-        self.coordinator = await self.admin.find_coordinator(self.group)
+        # On a broker that has never seen a group, __consumer_offsets is created on this
+        # first lookup and the coordinator is briefly unavailable: ask again for a while.
+        for attempt in range(60):
+            try:
+                self.coordinator = await self.admin.find_coordinator(self.group)
+                break
+            except GroupCoordinatorNotAvailableError:
+                if attempt == 59:
+                    raise
+                await asyncio.sleep(0.5)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

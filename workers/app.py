@@ -184,6 +184,7 @@ def create_app(
     facts_dlq = catalog.dead_letter_for(SEAT_FACTS).name
 
     state_cache = SeatStateCache()
+    continuity = SeatFactsContinuity()
 
     @app.on_partitions_revoked.connect  # type: ignore[misc]
     async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -207,9 +208,12 @@ def create_app(
         facts = 0
         for partition, part_events in sorted(by_partition.items()):
             records = [RawRecord.from_message(e.message) for e in part_events]
+            # One range when no sink's position lies inside the slice (the usual case):
+            # one derivation per seat, not one per fact (workers/seat_stage.py).
+            whole = continuity.needed_by_all(partition, records[0].offset)
             with pinned(part_events[-1]):
-                result = project_partition(records, seat_table.get, state_cache.get)
-                seat_table.store(result.states)
+                result = project_partition(records, seat_table.get, state_cache.get, whole=whole)
+                seat_table.store(partition, result.states)
             decoded.update(result.seat_states)
             saved.append((part_events[-1], partition, result.states))
             positioned += result.positioned
@@ -246,8 +250,6 @@ def create_app(
                     topic, partition, offset, why)  # fmt: skip
         await app.consumer.read_from(topic, partition, offset)
         metrics.passed_over(logical_of[topic])
-
-    continuity = SeatFactsContinuity()
 
     async def continuous(events: Sequence[Any]) -> list[Any]:
         """The events of `events` that follow what the sinks applied without a hole; for a

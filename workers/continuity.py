@@ -37,13 +37,16 @@ class SeatFactsContinuity:
 
     epoch: int = -1
     next_offset: dict[int, int] = field(default_factory=dict)
+    all_need_from: dict[int, int] = field(default_factory=dict)
+    """Per partition, the highest of the sinks' next offsets: from there on every sink
+    needs every record, so a slice starting there may be projected as one range."""
     max_returns: int = 200
     """How often one hole may be sought back to before it is declared unreadable."""
     returns: dict[int, int] = field(default_factory=dict)
 
     def needs_positions(self, epoch: int, partitions: Iterable[int]) -> bool:
         if epoch != self.epoch:
-            self.epoch, self.next_offset = epoch, {}
+            self.epoch, self.next_offset, self.all_need_from = epoch, {}, {}
         return any(p not in self.next_offset for p in partitions)
 
     def learn(self, positions: Sequence[Mapping[int, int]], partitions: Iterable[int]) -> None:
@@ -53,6 +56,14 @@ class SeatFactsContinuity:
             known = [pos[p] for pos in positions if p in pos]
             if len(known) == len(positions) and known:
                 self.next_offset[p] = min(known)
+            if positions:  # a sink without a position needs everything: from 0
+                self.all_need_from[p] = max(pos.get(p, 0) for pos in positions)
+
+    def needed_by_all(self, partition: int, first_offset: int) -> bool:
+        """Whether every sink needs every record of a slice that starts at `first_offset`
+        (no sink's position lies inside it). Unknown: no."""
+        highest = self.all_need_from.get(partition)
+        return highest is not None and first_offset >= highest
 
     def hole(self, partition: int, first_offset: int) -> int | None:
         """The offset to read again from, if the partition's records start past it."""
@@ -69,6 +80,7 @@ class SeatFactsContinuity:
 
     def applied(self, partition: int, last_offset: int) -> None:
         self.next_offset[partition] = max(self.next_offset.get(partition, 0), last_offset + 1)
+        self.all_need_from[partition] = max(self.all_need_from.get(partition, 0), last_offset + 1)
         self.returns.pop(partition, None)
 
 

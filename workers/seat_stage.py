@@ -30,8 +30,9 @@ from workers.projection.batches import (
     encode_state,
     project,
 )
+from workers.projection.facts import SeatFact
 from workers.projection.model import Mutations
-from workers.projection.seat import SeatState
+from workers.projection.seat import Position, SeatState, apply_range
 from workers.records import RawRecord
 from workers.retry import Health, retry_until_done
 from workers.sinks.base import PositionedMutations, Sink
@@ -56,14 +57,23 @@ def project_partition(
     records: Sequence[RawRecord],
     load: Callable[[str], bytes | None],
     cached: Callable[[str], SeatState | None] = lambda _seat_id: None,
+    *,
+    whole: bool = False,
 ) -> ProjectedPartition:
     """Project one partition's records, in offset order.
 
     A seat's state comes from `cached` (decoded states kept between batches) or else from
     `load` (its saved bytes in the table). States are changed in place.
+
+    `whole`: every sink needs every one of `records` (each sink's position is at or below
+    the first), so the slice may be applied as one unit: one entry of mutations at the
+    last record's offset, computed per seat over the whole range (`seat.apply_range`,
+    one derivation per seat instead of one per fact). Otherwise each record gets its own
+    entry, so that a sink whose position falls inside the slice skips exactly what it has.
     """
     out = ProjectedPartition()
     states: dict[str, SeatState] = {}
+    by_seat: dict[str, list[tuple[Position, SeatFact]]] = {}
     for record in records:
         try:
             facts = decode_facts(record.value or b"")
@@ -71,23 +81,48 @@ def project_partition(
             if classify(exc) is not Policy.DEAD_LETTER:
                 raise
             out.dead_letters.append(DeadLetter.from_exception(record, exc, str(exc), None))
-            out.positioned.append(PositionedMutations(record.partition, record.offset, Mutations()))
+            if not whole:
+                out.positioned.append(
+                    PositionedMutations(record.partition, record.offset, Mutations())
+                )
             continue
-        for fact in facts:
-            if fact.seat_id not in states:
-                state = cached(fact.seat_id)
-                if state is None:
-                    state = decode_state(fact.seat_id, load(fact.seat_id))
-                states[fact.seat_id] = state
-        positioned, _ = project(states, [FactsMessage(record.partition, record.offset, facts)])
-        out.positioned.extend(positioned)
         out.facts += len(facts)
         out.timings[(record.partition, record.offset)] = message_timing(
             record, oldest_event_time_ms(facts), len(facts)
         )
+        if whole:
+            offset = record.offset
+            for index, fact in enumerate(facts):
+                items = by_seat.get(fact.seat_id)
+                if items is None:
+                    items = by_seat[fact.seat_id] = []
+                items.append(((offset, index), fact))
+            continue
+        for fact in facts:
+            if fact.seat_id not in states:
+                states[fact.seat_id] = _state_of(fact.seat_id, load, cached)
+        positioned, _ = project(states, [FactsMessage(record.partition, record.offset, facts)])
+        out.positioned.extend(positioned)
+    if whole and records:
+        last = records[-1]
+        low, high = (records[0].offset, 0), (last.offset + 1, 0)
+        total = Mutations()
+        for seat_id, items in by_seat.items():
+            state = states[seat_id] = _state_of(seat_id, load, cached)
+            mutations, _ = apply_range(state, items, low, high)
+            if mutations is not None:
+                total.merge(mutations)
+        out.positioned.append(PositionedMutations(last.partition, last.offset, total))
     out.states = {seat_id: encode_state(state) for seat_id, state in states.items()}
     out.seat_states = states
     return out
+
+
+def _state_of(
+    seat_id: str, load: Callable[[str], bytes | None], cached: Callable[[str], SeatState | None]
+) -> SeatState:
+    state = cached(seat_id)
+    return decode_state(seat_id, load(seat_id)) if state is None else state
 
 
 async def apply_to_sinks(

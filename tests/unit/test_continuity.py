@@ -37,6 +37,21 @@ def test_a_rebalance_forgets_positions() -> None:
     assert c.hole(0, 9) is None
 
 
+def test_a_slice_is_one_range_only_when_no_sink_position_lies_inside_it() -> None:
+    c = SeatFactsContinuity()
+    assert not c.needed_by_all(0, 0)  # nothing known yet: record by record
+    c.needs_positions(epoch=1, partitions=[0, 1])
+    c.learn([{0: 10, 1: 4}, {0: 12}], [0, 1])  # Redis applied up to 11, PostgreSQL to 9
+    assert not c.needed_by_all(0, 10)  # the faster sink must skip 10 and 11 on its own
+    assert c.needed_by_all(0, 12)
+    assert c.needed_by_all(1, 4)  # a sink without a position needs everything
+    assert not c.needed_by_all(1, 3)
+    c.applied(0, 11)  # the slice 10..11 applied by every sink, record by record
+    assert c.needed_by_all(0, 12)
+    c.needs_positions(epoch=2, partitions=[0])  # a rebalance: positions read again
+    assert not c.needed_by_all(0, 12)
+
+
 def test_a_hole_that_never_fills_stops_the_worker() -> None:
     c = SeatFactsContinuity(max_returns=2)
     c.needs_positions(epoch=1, partitions=[0])

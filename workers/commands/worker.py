@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from workers.db.migrate import migrate
+from workers.gc_policy import tune_for_streaming
 from workers.generation import install_watch, live_generation, pipeline_for
 from workers.kafka_clients import KafkaAccessError, check_access, client_kwargs
 from workers.retry import retry_until_done
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         app, gate=app.seatflow_gate, timeout=settings.shutdown_timeout_s,
         loglevel=args.loglevel, redirect_stdouts=False,
     )  # fmt: skip
+    tune_for_streaming()
     try:
         worker.execute_from_commandline()
     except SystemExit as e:  # mode exits 0 after a stop, 1 after an error

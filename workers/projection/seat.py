@@ -42,8 +42,9 @@ The rules (see ../shared/read-models.md and README.md "Projection rules"):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from workers.projection.facts import CatalogFact, CreatedFact, ExpiredFact, OrderedFact, SeatFact
@@ -66,6 +67,8 @@ from workers.projection.model import (
 
 Position = tuple[int, int]
 """Where the seat projection read a fact: (offset in the seat-facts partition, item index)."""
+
+_BY_POSITION = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -112,6 +115,55 @@ def apply(state: SeatState, fact: SeatFact, position: Position) -> Mutations:
     before = derive(state.seat_id, (f for p, f in state.facts if p < position))
     after = derive(state.seat_id, (f for p, f in state.facts if p <= position))
     return diff(before, after)
+
+
+def apply_range(
+    state: SeatState, items: Sequence[tuple[Position, SeatFact]], low: Position, high: Position
+) -> tuple[Mutations | None, bool]:
+    """Add one seat's facts read in the position range [low, high) to `state` (in place):
+    the mutations of all of them together, for one derivation instead of one per fact.
+
+    `apply` gives a fact the mutations `diff(derive(facts before it), derive(facts up to
+    it))`; over a range of positions those telescope to `diff(derive(facts before low),
+    derive(facts before high))`, the same content once merged. Duplicates follow `apply`:
+    a fact known at another position adds nothing; one known at its own position (read
+    again after a crash, its state saved ahead of the sinks) counts again, so the range
+    yields exactly the mutations it yielded the first time.
+
+    Returns (the mutations, or None if the range has none for this seat; whether the
+    state changed and must be saved).
+    """
+    facts = state.facts
+    last = facts[-1][0] if facts else None
+    fresh = last is None or last < low  # nothing of this batch or later is known yet
+    new_seat = not facts  # diff(nothing, after) is `after` itself: skip both
+    before = state.view() if fresh and not new_seat else None
+    known = {fact.fact_id: position for position, fact in facts} if facts else {}
+    added = counted = False
+    for position, fact in items:
+        at = known.get(fact.fact_id)
+        if at is None:
+            facts.append((position, fact))
+            known[fact.fact_id] = position
+            added = counted = True
+        elif at == position:
+            counted = True  # processed again after a crash: count it again
+        # else: a duplicate of a fact known at another position: nothing
+    if not counted:
+        return None, False
+    if added and not fresh:
+        facts.sort(key=_BY_POSITION)
+    if facts[-1][0] < high:
+        after = derive(state.seat_id, (f for _, f in facts))
+        state._view = after
+    else:  # facts of later batches are known (a resumed run): stop at this batch
+        after = derive(state.seat_id, (f for p, f in facts if p < high))
+        state._view = None
+    if new_seat:
+        return after, added  # read only from here on (merged, cached as the view)
+    if before is None:
+        before = derive(state.seat_id, (f for p, f in facts if p < low))
+    return diff(before, after), added
 
 
 # ---------------------------------------------------------------- derivation
@@ -260,25 +312,42 @@ def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
 
 
 def diff(before: Mutations, after: Mutations) -> Mutations:
-    """The mutations that turn the read-model content `before` into `after`."""
+    """The mutations that turn the read-model content `before` into `after`.
+
+    Runs for every fact: most parts of a seat's content are empty or unchanged, so each
+    part is compared only when one side has it.
+    """
     out = Mutations()
+    seats = before.seats
     for seat_id, record in after.seats.items():
-        if before.seats.get(seat_id) != record:
+        if seats.get(seat_id) != record:
             out.seats[seat_id] = record
-    for key, status in after.seatmap_set.items():
-        if before.seatmap_set.get(key) != status:
-            out.seatmap_set[key] = status
-    out.seatmap_del = set(before.seatmap_set) - set(after.seatmap_set)
-    _diff_rows(before.reservations, after.reservations, out.reservations)
-    _diff_rows(before.order_items, after.order_items, out.order_items)
-    _diff_rows(before.order_headers, after.order_headers, out.order_headers)
-    out.availability = _deltas(before.availability, after.availability)
-    out.order_expired_items = _deltas(before.order_expired_items, after.order_expired_items)
-    out.customer = _deltas(before.customer, after.customer)
-    out.daily = _deltas(before.daily, after.daily)
-    out.availability_fields = after.availability_fields - before.availability_fields
+    if before.seatmap_set:
+        seatmap = before.seatmap_set
+        out.seatmap_del = seatmap.keys() - after.seatmap_set.keys()
+        for key, status in after.seatmap_set.items():
+            if seatmap.get(key) != status:
+                out.seatmap_set[key] = status
+    elif after.seatmap_set:
+        out.seatmap_set.update(after.seatmap_set)
+    if after.reservations:
+        _diff_rows(before.reservations, after.reservations, out.reservations)
+    if after.order_items:
+        _diff_rows(before.order_items, after.order_items, out.order_items)
+        _diff_rows(before.order_headers, after.order_headers, out.order_headers)
+    if before.availability or after.availability:
+        out.availability = _deltas(before.availability, after.availability)
+    if before.order_expired_items or after.order_expired_items:
+        out.order_expired_items = _deltas(before.order_expired_items, after.order_expired_items)
+    if before.customer or after.customer:
+        out.customer = _deltas(before.customer, after.customer)
+    if before.daily or after.daily:
+        out.daily = _deltas(before.daily, after.daily)
+    if after.availability_fields:
+        out.availability_fields = after.availability_fields - before.availability_fields
+    seen = before.customer_seen
     for customer_id, at in after.customer_seen.items():
-        earlier = before.customer_seen.get(customer_id)
+        earlier = seen.get(customer_id)
         if earlier is None or at > earlier:
             out.customer_seen[customer_id] = at
     return out

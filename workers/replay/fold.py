@@ -17,7 +17,7 @@ Positions. A replayed fact is positioned at `(batch_no - POSITION_BASE, index in
 Per seat and batch, not per fact. `seat.apply` computes a fact's mutations as
 `diff(derive(facts before it), derive(facts up to it))`; summed over a batch's facts of one
 seat those differences telescope to `diff(derive(facts before the batch), derive(facts up
-to the end of the batch))`, which is what `project_seat` computes: the same content once
+to the end of the batch))`, which is what `seat.apply_range` computes: the same content once
 applied (the sinks merge a batch into one write per key anyway), for one derivation per
 seat per batch instead of one per fact. Duplicates follow `apply`: a fact already known
 at another position adds nothing; one known at its own position (a batch processed again
@@ -28,7 +28,6 @@ mutations it yielded the first time, and the sinks' checkpoints decide what to a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -39,14 +38,12 @@ from workers.events import EventType
 from workers.projection.batches import STATE_FORMAT
 from workers.projection.facts import SeatFact, fact_from_wire, fact_to_wire, facts_from_event
 from workers.projection.model import Mutations
-from workers.projection.seat import Position, SeatState, derive, diff
+from workers.projection.seat import Position, SeatState, apply_range
 from workers.records import RawRecord
 from workers.redrive import fact_position
 
 POSITION_BASE = 2**62
 """Replayed positions are (batch_no - POSITION_BASE, index): negative, ordered by batch."""
-
-_BY_POSITION = itemgetter(0)
 
 
 def batch_bounds(batch_no: int) -> tuple[Position, Position]:
@@ -115,7 +112,7 @@ class BatchFold:
             state = states.get(seat_id)
             if state is None:
                 state = states[seat_id] = SeatState(seat_id)
-            mutations, added = project_seat(state, self.by_seat[seat_id], self.low, self.high)
+            mutations, added = apply_range(state, self.by_seat[seat_id], self.low, self.high)
             if mutations is not None:
                 self.mutations.merge(mutations)
             if added:
@@ -161,47 +158,6 @@ def decode_chunk(records: Sequence[PlainRecord]) -> DecodedChunk:
             partition, offset = fact_position(raw, logical)
         facts.extend(facts_from_event(event, logical, partition, offset))
     return len(records), rejected, facts
-
-
-def project_seat(
-    state: SeatState, items: Sequence[tuple[Position, SeatFact]], low: Position, high: Position
-) -> tuple[Mutations | None, bool]:
-    """Add one seat's facts of the batch [low, high) to `state` (in place).
-
-    Returns (mutations of the batch for this seat or None if it has none, whether the
-    state changed and must be saved).
-    """
-    facts = state.facts
-    last = facts[-1][0] if facts else None
-    fresh = last is None or last < low  # nothing of this batch or later is known yet
-    new_seat = not facts  # diff(nothing, after) is `after` itself: skip both
-    before = state.view() if fresh and not new_seat else None
-    known = {fact.fact_id: position for position, fact in facts} if facts else {}
-    added = counted = False
-    for position, fact in items:
-        at = known.get(fact.fact_id)
-        if at is None:
-            facts.append((position, fact))
-            known[fact.fact_id] = position
-            added = counted = True
-        elif at == position:
-            counted = True  # processed again after a crash: count it again
-        # else: a duplicate of a fact known at another position: nothing
-    if not counted:
-        return None, False
-    if added and not fresh:
-        facts.sort(key=_BY_POSITION)
-    if facts[-1][0] < high:
-        after = derive(state.seat_id, (f for _, f in facts))
-        state._view = after
-    else:  # facts of later batches are known (a resumed run): stop at this batch
-        after = derive(state.seat_id, (f for p, f in facts if p < high))
-        state._view = None
-    if new_seat:
-        return after, added  # read only from here on (merged, cached as the view)
-    if before is None:
-        before = derive(state.seat_id, (f for p, f in facts if p < low))
-    return diff(before, after), added
 
 
 def decode_chunk_wire(records: Sequence[PlainRecord]) -> WireChunk:
