@@ -7,6 +7,7 @@ prefix, so tests never see each other, and everything is removed afterwards.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -144,3 +145,26 @@ def private_kafka() -> Iterator[PrivateKafka]:
         yield broker
     finally:
         broker.close()
+
+
+WORKER_LOG_LINES = 120
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failed test, show what its workers warned about (the CI output is all there is
+    to go by): the warnings, errors and start markers of every `*.log` in its tmp_path."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.when != "call" or not report.failed or tmp_path is None:
+        return
+    for log in sorted(Path(tmp_path).glob("*.log")):
+        lines = [
+            line
+            for line in log.read_text(errors="replace").splitlines()
+            if "WARNING" in line or "ERROR" in line or "CRITICAL" in line or "=====" in line
+        ]
+        report.sections.append(
+            (f"{log.name}: warnings and errors", "\n".join(lines[-WORKER_LOG_LINES:]))
+        )
