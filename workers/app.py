@@ -29,7 +29,7 @@ from typing import Any
 import faust
 
 from workers.consumer import install as install_consumer
-from workers.continuity import SeatFactsContinuity, StuckWatch
+from workers.continuity import SeatFactsContinuity, SourceContinuity, StuckWatch
 from workers.deadletter import DeadLetter, dead_letter_record
 from workers.events import EventType
 from workers.generation import GenerationChanged, reexec
@@ -165,7 +165,10 @@ def create_app(
                     if not (events := current_events(app, taken)):
                         continue
                     try:
+                        if not (events := await sources_continuous(events)):
+                            continue
                         await ingest_batch(events, event_type, dlq)
+                        ingested(events)
                     except Exception as exc:
                         fatal(f"ingest of {event_type}", exc)
                     for event in events:
@@ -185,6 +188,7 @@ def create_app(
 
     state_cache = SeatStateCache()
     continuity = SeatFactsContinuity()
+    source_continuity = SourceContinuity()
 
     @app.on_partitions_revoked.connect  # type: ignore[misc]
     async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -266,13 +270,40 @@ def create_app(
             continuity.learn(positions, by_partition)
         kept: list[Any] = []
         for partition, part_events in by_partition.items():
-            first = part_events[0].message
-            hole = continuity.hole(partition, first.offset)
-            if hole is None:
-                kept += part_events
-                continue
-            await read_again(first.topic, partition, hole, f"next record read is {first.offset}")
+            offsets = [e.message.offset for e in part_events]
+            keep, hole = continuity.cut(partition, offsets)
+            kept += part_events[:keep]
+            if hole is not None:
+                next_read = part_events[keep].message
+                await read_again(next_read.topic, partition, hole,
+                                 f"next record read is {next_read.offset}")  # fmt: skip
         return kept
+
+    async def sources_continuous(events: Sequence[Any]) -> list[Any]:
+        """The events of `events` that follow what was ingested before without a hole
+        (workers/continuity.py `SourceContinuity`); from a hole on, none, and the consumer
+        goes back to it."""
+        by_tp: dict[Any, list[Any]] = defaultdict(list)
+        for event in events:
+            by_tp[event.message.tp].append(event)
+        kept: list[Any] = []
+        for tp, part_events in by_tp.items():
+            offsets = [e.message.offset for e in part_events]
+            committed = app.consumer.committed_offset(tp)
+            keep, hole, accepted = source_continuity.cut(state_cache.epoch, tp, offsets, committed)
+            if accepted is not None:
+                log.info("%s/%d: offsets %d..%d are not in the log (transaction markers, "
+                         "compaction or retention)", tp.topic, tp.partition, accepted[0],
+                         accepted[1] - 1)  # fmt: skip
+            kept += part_events[:keep]
+            if hole is not None:
+                next_read = part_events[keep].message.offset
+                await read_again(tp.topic, tp.partition, hole, f"next record read is {next_read}")
+        return kept
+
+    def ingested(events: Sequence[Any]) -> None:
+        for event in events:
+            source_continuity.taken(event.message.tp, event.message.offset)
 
     async def project_seats(stream: faust.StreamT[Any]) -> None:
         async for taken in stream.noack_take(settings.seat_batch_max_messages, within):

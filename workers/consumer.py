@@ -156,6 +156,11 @@ class SeatflowConsumer(Consumer):
             self.fetch_position(tp), idle,
         )  # fmt: skip
 
+    def committed_offset(self, tp: TP) -> int | None:
+        """The group's committed offset of `tp` as this consumer knows it: read at each
+        assignment, then its own commits (None: none, or 0)."""
+        return self._committed_offset.get(tp)
+
     async def read_from(self, topic: str, partition: int, offset: int) -> None:
         """Seek one partition back (aiokafka wants its own TopicPartition)."""
         await self.seek(TopicPartition(topic, partition), offset)

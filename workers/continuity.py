@@ -4,18 +4,25 @@ Faust can drop a record without handing it to an agent: its stream skips records
 older consumer generation (or arriving while its flow is suspended) and counts on a later
 seek to read them again, which does not always come (seen in the scale-out test: a
 reservation-created partition whose committed offset froze below records acknowledged
-after it). Two guards, one per kind of partition:
+after it). Worse, the next record it reads then looks like one after offsets the log
+skips, a "gap" its commit counts as acknowledged, so acknowledging that next record commits
+past the dropped one (reservations missing after a kill test and a redrive test in CI;
+tests/integration/dropping_worker.py reproduces it). The guards:
 
-- seat-facts (`SeatFactsContinuity`): the sinks skip every position at or below their
-  checkpoint, so applying a record after a hole would lose the hole's records for good.
-  Each batch is checked against the next offset the sinks need per partition (read from
-  the sinks after each rebalance, then tracked); a partition whose records start past it
-  is left out of the batch, unacknowledged, and the consumer is sought back to the hole.
+- every batch is taken only as far as its records follow on from what was taken before
+  (`contiguous_run`); from a hole on its records are left unacknowledged and the consumer
+  is sought back to the hole:
+  - seat-facts (`SeatFactsContinuity`): from the next offset the sinks need per partition
+    (read from the sinks after each rebalance, then tracked), since the sinks skip every
+    position at or below their checkpoint and applying past a hole would lose it for good;
+  - sources (`SourceContinuity`): from the group's committed offset when the rebalance
+    ended, then one past each record ingested;
 - every partition (`find_stuck`, `ack_hole`): one whose committed offset stays below
   acknowledged records, or below records fetched that nobody acknowledged while no batch
   is in hand, for several checks in a row, is sought back to its committed offset.
-  Reading a record twice is harmless: facts are sets, and on seat-facts the sinks skip
-  what they have (and the check above keeps them from passing a hole).
+
+Reading a record twice is harmless: facts are sets, and on seat-facts the sinks skip what
+they have (and the checks above keep them from passing a hole).
 """
 
 from __future__ import annotations
@@ -67,21 +74,97 @@ class SeatFactsContinuity:
 
     def hole(self, partition: int, first_offset: int) -> int | None:
         """The offset to read again from, if the partition's records start past it."""
-        expected = self.next_offset.get(partition)
-        if expected is None or first_offset <= expected:
-            return None
+        return self.cut(partition, [first_offset])[1]
+
+    def cut(self, partition: int, offsets: Sequence[int]) -> tuple[int, int | None]:
+        """How many of a partition's records (`offsets`, as read) may be applied: those
+        that follow what the sinks applied without a hole; and the offset to read again
+        from if the others do not (the hole's first offset)."""
+        keep, hole = contiguous_run(offsets, self.next_offset.get(partition))
+        if hole is None:
+            return keep, None
         self.returns[partition] = count = self.returns.get(partition, 0) + 1
         if count > self.max_returns:
             raise UnreadableHoleError(
-                f"seat-facts partition {partition}: offsets {expected}..{first_offset - 1} "
+                f"seat-facts partition {partition}: offsets {hole}..{offsets[keep] - 1} "
                 f"never arrive after {count - 1} seeks back; were they deleted by retention?"
             )
-        return expected
+        return keep, hole
 
     def applied(self, partition: int, last_offset: int) -> None:
         self.next_offset[partition] = max(self.next_offset.get(partition, 0), last_offset + 1)
         self.all_need_from[partition] = max(self.all_need_from.get(partition, 0), last_offset + 1)
         self.returns.pop(partition, None)
+
+
+@dataclass(slots=True)
+class SourceContinuity:
+    """The next offset expected per source partition: the group's committed offset when
+    an epoch (the time between two rebalances) begins, then one past each record taken.
+
+    The ingest stage is the only reader of a source record: a record passed over there and
+    committed past is lost for every read model. Faust's commit passes offsets it counts
+    as "gaps" (offsets the log skips, found by comparing each fetched offset with the last
+    one it read), and a record it dropped without reading looks the same, so a batch is
+    taken only as far as its records follow on from what was taken before, and the
+    consumer goes back to the first one missing.
+
+    A hole that comes back at the same place `confirm_after` times in a row is one the
+    log really has (transaction markers, compaction, retention): accepted, and logged.
+    """
+
+    confirm_after: int = 2
+    epoch: int = -1
+    next_offset: dict[Any, int] = field(default_factory=dict)
+    seen: dict[Any, tuple[tuple[int, int], int]] = field(default_factory=dict)
+    """tp -> (the hole last found, how many times in a row)."""
+
+    def cut(
+        self, epoch: int, tp: Any, offsets: Sequence[int], committed: int | None
+    ) -> tuple[int, int | None, tuple[int, int] | None]:
+        """(how many of `offsets` may be taken, the offset to read again from or None,
+        a hole of the log accepted on the way or None). `committed`: the group's committed
+        offset of `tp`, the start of the run when the epoch is new (None: not known)."""
+        if epoch != self.epoch:
+            self.epoch, self.next_offset, self.seen = epoch, {}, {}
+        expected = self.next_offset.get(tp, committed)
+        accepted = None
+        start = 0
+        while True:
+            keep, hole = contiguous_run(offsets[start:], expected)
+            keep += start
+            if hole is None:
+                self.seen.pop(tp, None)
+                return keep, None, accepted
+            found = (hole, offsets[keep])
+            before, count = self.seen.get(tp, (found, 0))
+            count = count + 1 if before == found else 1
+            if count < self.confirm_after:
+                self.seen[tp] = (found, count)
+                return keep, hole, accepted
+            self.seen.pop(tp, None)
+            accepted, expected, start = found, offsets[keep], keep
+
+    def taken(self, tp: Any, last_offset: int) -> None:
+        self.next_offset[tp] = max(self.next_offset.get(tp, 0), last_offset + 1)
+
+
+def contiguous_run(offsets: Sequence[int], expected: int | None) -> tuple[int, int | None]:
+    """How many of a partition's `offsets` (in the order read) follow on from `expected`
+    without a hole, and the first offset missing if not all of them do.
+
+    An offset below the next one expected is a record read again after a seek back:
+    harmless (facts are sets, sinks skip what they have), so it is kept. `expected`
+    None: not known, the first offset starts the run."""
+    if not offsets:
+        return 0, None
+    following = offsets[0] if expected is None else expected
+    for index, offset in enumerate(offsets):
+        if offset > following:
+            return index, following
+        if offset == following:
+            following += 1
+    return len(offsets), None
 
 
 @dataclass(slots=True)

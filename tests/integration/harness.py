@@ -71,8 +71,15 @@ async def produce(settings: Settings, records: Sequence[UpstreamRecord]) -> None
 class WorkerProcess:
     """`seatflow worker` in a subprocess, its output in a log file."""
 
-    def __init__(self, settings: Settings, log_dir: Path, name: str = "worker") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_dir: Path,
+        name: str = "worker",
+        command: Sequence[str] = (SEATFLOW, "worker"),
+    ) -> None:
         self.settings = settings
+        self.command = list(command)
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -83,7 +90,7 @@ class WorkerProcess:
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            [SEATFLOW, "worker", "--loglevel", "info"], env=settings_env(self.settings),
+            [*self.command, "--loglevel", "info"], env=settings_env(self.settings),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
