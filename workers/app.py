@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -256,8 +256,8 @@ def create_app(
         metrics.passed_over(logical_of[topic])
 
     async def continuous(events: Sequence[Any]) -> list[Any]:
-        """The events of `events` that follow what the sinks applied without a hole; for a
-        partition whose records start past a hole, none, and the consumer goes back."""
+        """The events of `events` that follow what the sinks applied without a hole; from a
+        hole on, none, and the consumer goes back to it."""
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)
@@ -268,16 +268,16 @@ def create_app(
                 what="read sink positions", log=log, health=health,
             )  # fmt: skip
             continuity.learn(positions, by_partition)
-        kept: list[Any] = []
-        for partition, part_events in by_partition.items():
-            offsets = [e.message.offset for e in part_events]
-            keep, hole = continuity.cut(partition, offsets)
-            kept += part_events[:keep]
-            if hole is not None:
-                next_read = part_events[keep].message
-                await read_again(next_read.topic, partition, hole,
-                                 f"next record read is {next_read.offset}")  # fmt: skip
-        return kept
+        return await up_to_holes(by_partition, continuity.cut)
+
+    def source_cut(tp: Any, offsets: Sequence[int]) -> tuple[int, int | None]:
+        committed = app.consumer.committed_offset(tp)
+        keep, hole, accepted = source_continuity.cut(state_cache.epoch, tp, offsets, committed)
+        if accepted is not None:
+            log.info("%s/%d: offsets %d..%d are not in the log (transaction markers, "
+                     "compaction or retention)", tp.topic, tp.partition, accepted[0],
+                     accepted[1] - 1)  # fmt: skip
+        return keep, hole
 
     async def sources_continuous(events: Sequence[Any]) -> list[Any]:
         """The events of `events` that follow what was ingested before without a hole
@@ -286,19 +286,22 @@ def create_app(
         by_tp: dict[Any, list[Any]] = defaultdict(list)
         for event in events:
             by_tp[event.message.tp].append(event)
+        return await up_to_holes(by_tp, source_cut)
+
+    async def up_to_holes(
+        groups: Mapping[Any, list[Any]],
+        cut: Callable[[Any, Sequence[int]], tuple[int, int | None]],
+    ) -> list[Any]:
+        """Per partition (`groups`: its events in the order read), the events `cut` lets
+        through; for the rest, the consumer goes back to the hole `cut` names."""
         kept: list[Any] = []
-        for tp, part_events in by_tp.items():
-            offsets = [e.message.offset for e in part_events]
-            committed = app.consumer.committed_offset(tp)
-            keep, hole, accepted = source_continuity.cut(state_cache.epoch, tp, offsets, committed)
-            if accepted is not None:
-                log.info("%s/%d: offsets %d..%d are not in the log (transaction markers, "
-                         "compaction or retention)", tp.topic, tp.partition, accepted[0],
-                         accepted[1] - 1)  # fmt: skip
+        for key, part_events in groups.items():
+            keep, hole = cut(key, [e.message.offset for e in part_events])
             kept += part_events[:keep]
             if hole is not None:
-                next_read = part_events[keep].message.offset
-                await read_again(tp.topic, tp.partition, hole, f"next record read is {next_read}")
+                message = part_events[keep].message
+                await read_again(message.topic, message.partition, hole,
+                                 f"next record read is {message.offset}")  # fmt: skip
         return kept
 
     def ingested(events: Sequence[Any]) -> None:

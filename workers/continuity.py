@@ -72,10 +72,6 @@ class SeatFactsContinuity:
         highest = self.all_need_from.get(partition)
         return highest is not None and first_offset >= highest
 
-    def hole(self, partition: int, first_offset: int) -> int | None:
-        """The offset to read again from, if the partition's records start past it."""
-        return self.cut(partition, [first_offset])[1]
-
     def cut(self, partition: int, offsets: Sequence[int]) -> tuple[int, int | None]:
         """How many of a partition's records (`offsets`, as read) may be applied: those
         that follow what the sinks applied without a hole; and the offset to read again

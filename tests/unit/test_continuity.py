@@ -20,11 +20,11 @@ def test_records_past_what_the_sinks_need_are_a_hole() -> None:
     assert c.needs_positions(epoch=1, partitions=[0, 1])
     c.learn([{0: 10, 1: 5}, {0: 12, 1: 5}], [0, 1])  # the slower sink decides
     assert not c.needs_positions(epoch=1, partitions=[0, 1])
-    assert c.hole(0, 10) is None
-    assert c.hole(0, 7) is None  # read again after a crash: the sinks skip it
-    assert c.hole(0, 11) == 10
+    assert c.cut(0, [10]) == (1, None)
+    assert c.cut(0, [7]) == (1, None)  # read again after a crash: the sinks skip it
+    assert c.cut(0, [11]) == (0, 10)
     c.applied(0, 10)
-    assert c.hole(0, 11) is None
+    assert c.cut(0, [11]) == (1, None)
 
 
 def test_contiguous_run() -> None:
@@ -51,9 +51,9 @@ def test_a_partition_without_positions_in_every_sink_is_not_checked() -> None:
     c = SeatFactsContinuity()
     c.needs_positions(epoch=1, partitions=[0])
     c.learn([{0: 10}, {}], [0])
-    assert c.hole(0, 5_000) is None  # its log may start anywhere
+    assert c.cut(0, [5_000]) == (1, None)  # its log may start anywhere
     c.applied(0, 5_000)
-    assert c.hole(0, 5_002) == 5_001
+    assert c.cut(0, [5_002]) == (0, 5_001)
 
 
 def test_a_rebalance_forgets_positions() -> None:
@@ -61,7 +61,7 @@ def test_a_rebalance_forgets_positions() -> None:
     c.needs_positions(epoch=1, partitions=[0])
     c.learn([{0: 3}], [0])
     assert c.needs_positions(epoch=2, partitions=[0])
-    assert c.hole(0, 9) is None
+    assert c.cut(0, [9]) == (1, None)
 
 
 def test_a_slice_is_one_range_only_when_no_sink_position_lies_inside_it() -> None:
@@ -83,10 +83,10 @@ def test_a_hole_that_never_fills_stops_the_worker() -> None:
     c = SeatFactsContinuity(max_returns=2)
     c.needs_positions(epoch=1, partitions=[0])
     c.learn([{0: 3}], [0])
-    assert c.hole(0, 9) == 3
-    assert c.hole(0, 9) == 3
+    assert c.cut(0, [9]) == (0, 3)
+    assert c.cut(0, [9]) == (0, 3)
     with pytest.raises(UnreadableHoleError, match=r"offsets 3\.\.8"):
-        c.hole(0, 9)
+        c.cut(0, [9])
 
 
 def test_ack_hole() -> None:
