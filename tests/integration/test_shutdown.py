@@ -48,8 +48,10 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SEAT_BATCH_STUCK = ("redis sink failing", "redis connect failing")
-"""What the worker logs when its seat batch in hand starts waiting for Redis."""
+SEAT_BATCH_STUCK = ("redis sink failing", "redis connect failing", "read sink positions failing")
+"""What the worker logs when its seat batch in hand starts waiting for Redis: applying it,
+connecting, or, for the first batch after a (re)start, reading the sinks' positions
+(`continuous` in workers/app.py, inside the batch gate like the rest)."""
 
 
 def docker_healthcheck() -> list[str]:
