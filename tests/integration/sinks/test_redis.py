@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.integration.sinks.scenario import TOPIC, main_scenario
+from workers.projection.model import Mutations, SeatRecord
 from workers.settings import Settings
 from workers.sinks import redis_sink as redis_sink_module
 from workers.sinks.base import PositionedMutations, merged
@@ -110,3 +111,32 @@ async def test_prefixes_are_isolated(migrated_settings: Settings) -> None:
         assert not (await a.snapshot()).differences(await expected(log))
     finally:
         await client.aclose()
+
+
+async def test_large_seat_maps_are_written_in_pieces(redis_sink: RedisSink) -> None:
+    """A seat map of more fields than one HSET / HDEL of the write script takes (500),
+    and more than Lua's `unpack` could pass in one call (4,000), is written and trimmed
+    in several calls, with the same result as MemorySink."""
+    event = "e" * 32
+    seats = [f"{i:032x}" for i in range(4_321)]
+    first = Mutations(
+        seatmap_set={(event, s): "available" for s in seats},
+        seats={
+            s: SeatRecord(
+                seat_id=s, status="available", reservation_id=None, customer_id=None,
+                concert_event_id=event, section="A", seat_number=str(i), expires_at=None,
+            )  # fmt: skip
+            for i, s in enumerate(seats)
+        },
+    )
+    second = Mutations(
+        seatmap_set={(event, s): "reserved" for s in seats[:2_600]},
+        seatmap_del={(event, s) for s in seats[2_600:4_207]},
+    )
+    log = [PositionedMutations(0, 0, first), PositionedMutations(0, 1, second)]
+    for entry in log:
+        await redis_sink.apply(TOPIC, [entry])
+    snap = await redis_sink.snapshot()
+    assert len(snap.hashes[f"seatmap:{event}"]) == 2_714
+    differences = snap.differences(await expected(log))
+    assert not differences, "\n".join(differences)
