@@ -113,6 +113,13 @@ async def test_prefixes_are_isolated(migrated_settings: Settings) -> None:
         await client.aclose()
 
 
+def free_seat(seat_id: str, event: str, number: int) -> SeatRecord:
+    return SeatRecord(
+        seat_id=seat_id, status="available", reservation_id=None, customer_id=None,
+        concert_event_id=event, section="A", seat_number=str(number), expires_at=None,
+    )  # fmt: skip
+
+
 async def test_large_seat_maps_are_written_in_pieces(redis_sink: RedisSink) -> None:
     """A seat map of more fields than one HSET / HDEL of the write script takes (500),
     and more than Lua's `unpack` could pass in one call (4,000), is written and trimmed
@@ -121,13 +128,7 @@ async def test_large_seat_maps_are_written_in_pieces(redis_sink: RedisSink) -> N
     seats = [f"{i:032x}" for i in range(4_321)]
     first = Mutations(
         seatmap_set={(event, s): "available" for s in seats},
-        seats={
-            s: SeatRecord(
-                seat_id=s, status="available", reservation_id=None, customer_id=None,
-                concert_event_id=event, section="A", seat_number=str(i), expires_at=None,
-            )  # fmt: skip
-            for i, s in enumerate(seats)
-        },
+        seats={s: free_seat(s, event, i) for i, s in enumerate(seats)},
     )
     second = Mutations(
         seatmap_set={(event, s): "reserved" for s in seats[:2_600]},
