@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import asyncpg
@@ -157,8 +158,8 @@ class Shadow:
         self.sinks = []
         if POSTGRES in models:
             # One writer (the replay, under its run lock): no orders' advisory locks, which
-            # a batch of 250,000 events would take by the tens of thousands.
-            self.sinks.append(PostgresSink(self.pool, self.schema, lock_orders=False))
+            # a batch of 250,000 events would take by the tens of thousands; rows by COPY.
+            self.sinks.append(PostgresSink(self.pool, self.schema, lock_orders=False, staged=True))
         if REDIS in models:
             self.sinks.append(ShadowRedisSink(self.client, self.prefix))
 
@@ -206,16 +207,19 @@ holds Redis for tens of milliseconds, not for seconds."""
 def absolute_parts(m: Mutations, size: int = REDIS_CHUNK) -> Iterator[Mutations]:
     """The Redis writes of `m` that set values (seat hashes, seat-map fields set or
     removed), in pieces of at most `size` keys or fields: writing one twice changes
-    nothing. The counters (`availability`, `availability_fields`) are not in them."""
-    seats = sorted(m.seats.items())
-    for i in range(0, len(seats), size):
-        yield Mutations(seats=dict(seats[i : i + size]))
-    fields = sorted(m.seatmap_set.items())
-    for i in range(0, len(fields), size):
-        yield Mutations(seatmap_set=dict(fields[i : i + size]))
-    gone = sorted(m.seatmap_del)
-    for i in range(0, len(gone), size):
-        yield Mutations(seatmap_del=set(gone[i : i + size]))
+    nothing. The counters (`availability`, `availability_fields`) are not in them.
+
+    Pieces follow the mutations' own (deterministic) order, unsorted: each piece's
+    payload is sorted by `write_payload`, and which piece writes a value does not change
+    what Redis ends with."""
+    for attribute in ("seats", "seatmap_set"):
+        values: dict[Any, Any] = getattr(m, attribute)
+        items = iter(values.items())
+        for _ in range(0, len(values), size):
+            yield Mutations(**{attribute: dict(islice(items, size))})
+    gone = iter(m.seatmap_del)
+    for _ in range(0, len(m.seatmap_del), size):
+        yield Mutations(seatmap_del=set(islice(gone, size)))
 
 
 class ShadowRedisSink(RedisSink):

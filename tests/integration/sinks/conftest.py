@@ -42,13 +42,13 @@ class Harness:
 
     @property
     def has_tables(self) -> bool:
-        return self.kind in ("memory", "postgres")
+        return self.kind in ("memory", "postgres", "postgres-staged")
 
     async def expected(self, reference: MemorySink) -> Snapshot:
         return self.own(reference.snapshot())
 
 
-@pytest.fixture(params=["memory", "postgres", "redis"])
+@pytest.fixture(params=["memory", "postgres", "postgres-staged", "redis"])
 async def harness(
     request: pytest.FixtureRequest, migrated_settings: Settings
 ) -> AsyncIterator[Harness]:
@@ -69,12 +69,13 @@ async def harness(
         yield h_memory
         return
 
-    if kind == "postgres":
-        pg = await PostgresSink.connect(settings)
+    if kind.startswith("postgres"):
+        staged = kind == "postgres-staged"  # the replay's shadow sink: rows by COPY
+        pg = await PostgresSink.connect(settings, staged=staged)
         h = Harness(kind, pg, tables_only, lambda: _own(pg.snapshot(), tables_only))
 
         async def another_pg() -> Sink:
-            other = await PostgresSink.connect(settings)
+            other = await PostgresSink.connect(settings, staged=staged)
             h.closers.append(other.close)
             return other
 
