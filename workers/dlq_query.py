@@ -7,6 +7,7 @@ pattern (quoted values and numbers blanked out) unless asked for exact reasons.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -105,14 +106,53 @@ class Group:
         self.positions.append(letter.position)
 
 
+class Summary:
+    """Groups by (topic, error class, reason pattern), fed one dead letter at a time: a
+    `dlq list` over millions of dead letters holds the groups, not the letters."""
+
+    def __init__(self, *, exact: bool = False) -> None:
+        self.exact = exact
+        self._groups: dict[tuple[str, str, str], Group] = {}
+
+    def add(self, letter: StoredDeadLetter) -> None:
+        reason = letter.reason if self.exact else reason_pattern(letter.reason)
+        key = (letter.dlq_topic, letter.error_class, reason)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = Group(*key)
+        group.add(letter)
+
+    def groups(self) -> list[Group]:
+        """Largest first within each topic."""
+        return sorted(
+            self._groups.values(), key=lambda g: (g.topic, -g.count, g.error_class, g.reason)
+        )
+
+
 def summarise(letters: Iterable[StoredDeadLetter], *, exact: bool = False) -> list[Group]:
     """Groups by (topic, error class, reason pattern), largest first."""
-    groups: dict[tuple[str, str, str], Group] = {}
+    summary = Summary(exact=exact)
     for letter in letters:
-        reason = letter.reason if exact else reason_pattern(letter.reason)
-        key = (letter.dlq_topic, letter.error_class, reason)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = Group(*key)
-        group.add(letter)
-    return sorted(groups.values(), key=lambda g: (g.topic, -g.count, g.error_class, g.reason))
+        summary.add(letter)
+    return summary.groups()
+
+
+class Newest:
+    """The `limit` last dead letters in (topic, partition, offset) order, fed in any order:
+    `dlq show --limit N` holds N letters, whatever the topics hold."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._heap: list[tuple[tuple[str, int, int], StoredDeadLetter]] = []
+
+    def add(self, letter: StoredDeadLetter) -> None:
+        if self.limit <= 0:
+            return
+        item = ((letter.dlq_topic, letter.dlq_partition, letter.dlq_offset), letter)
+        if len(self._heap) < self.limit:
+            heapq.heappush(self._heap, item)
+        elif item[0] > self._heap[0][0]:
+            heapq.heapreplace(self._heap, item)
+
+    def letters(self) -> list[StoredDeadLetter]:
+        return [letter for _, letter in sorted(self._heap, key=lambda item: item[0])]

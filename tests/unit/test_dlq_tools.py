@@ -9,7 +9,15 @@ import pytest
 
 from workers.commands.dlq import letter_as_json, render_bytes, render_letter, safe
 from workers.deadletter import StoredDeadLetter
-from workers.dlq_query import BadTimeError, Selection, parse_when, reason_pattern, summarise
+from workers.dlq_query import (
+    BadTimeError,
+    Newest,
+    Selection,
+    Summary,
+    parse_when,
+    reason_pattern,
+    summarise,
+)
 
 NOW = datetime(2026, 4, 6, 12, 0, tzinfo=UTC)
 
@@ -121,3 +129,25 @@ def test_reason_patterns_keep_names_with_digits() -> None:
     assert reason_pattern("invalid UTF-8 at byte 57: x") == "invalid UTF-8 at byte N: x"
     assert "8-4-4-4-12" in reason_pattern("must be a UUID (8-4-4-4-12 or 32 hex digits)")
     assert "\\ud800" in reason_pattern("string holds a lone UTF-16 surrogate \\ud800")
+
+
+def test_newest_keeps_the_last_letters_in_position_order_whatever_the_feed_order() -> None:
+    feed = [("b.dlq", 0, 7), ("a.dlq", 1, 3), ("b.dlq", 1, 0), ("b.dlq", 0, 2), ("a.dlq", 0, 9)]
+    headers = [("seatflow.dlq.reason", b"r"), ("seatflow.dlq.failed.at", NOW.isoformat().encode())]
+    letters = [StoredDeadLetter.parse(t, p, o, 0, b"k", b"{}", headers) for t, p, o in feed]
+    newest = Newest(3)
+    for item in letters:
+        newest.add(item)
+    assert [(d.dlq_topic, d.dlq_partition, d.dlq_offset) for d in newest.letters()] == [
+        ("b.dlq", 0, 2), ("b.dlq", 0, 7), ("b.dlq", 1, 0),
+    ]  # fmt: skip
+    assert Newest(0).letters() == []
+
+
+def test_summary_fed_one_by_one_equals_summarise() -> None:
+    letters = [letter("$.a: must be x, got 'q'"), letter("$.a: must be x, got 'r'"), letter("z")]
+    summary = Summary()
+    for item in letters:
+        summary.add(item)
+    assert summary.groups() == summarise(letters)
+    assert [g.count for g in summary.groups()] == [2, 1]

@@ -6,7 +6,8 @@
 
 The dead-letter topics are read with a consumer of no group (manual assignment, nothing
 committed), from the beginning to the end offsets seen at start, so the commands never
-disturb the workers nor each other. A redrive re-produces each selected dead letter's
+disturb the workers nor each other. They are read as a stream: `list` holds counts per reason,
+`show` the newest `--limit` letters, `redrive` the selected letters (what it re-sends). A redrive re-produces each selected dead letter's
 original key, value and headers to its source topic (original partition and timestamp)
 with `seatflow.redrive.*` headers; the workers then name its facts after the ORIGINAL
 record, which makes a second redrive change nothing (see `workers.redrive`).
@@ -22,7 +23,7 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -32,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from workers.deadletter import STACK, StoredDeadLetter
-from workers.dlq_query import BadTimeError, Selection, parse_when, summarise
+from workers.dlq_query import BadTimeError, Newest, Selection, Summary, parse_when
 from workers.kafka_clients import client_kwargs, quiet_aiokafka
 from workers.redrive import Redrive, plan_redrive
 from workers.settings import Settings, load_settings
@@ -227,8 +228,9 @@ def _selection(args: argparse.Namespace, topics: Sequence[TopicSpec]) -> Selecti
 async def _list(
     args: argparse.Namespace, settings: Settings, catalog: TopicCatalog, selection: Selection
 ) -> int:
-    letters = selection.select(await read_dead_letters(settings, selection))
-    groups = summarise(letters, exact=args.exact)
+    summary = Summary(exact=args.exact)
+    await scan_dead_letters(settings, selection, summary.add)
+    groups = summary.groups()
     out = sys.stdout
     if args.json:
         for g in groups:
@@ -267,10 +269,17 @@ async def _show(
 ) -> int:
     if args.offset is not None and (selection.topics is None or len(selection.topics) != 1):
         raise UsageError("--offset needs exactly one --topic")
-    letters = selection.select(await read_dead_letters(settings, selection))
-    if args.offset is not None:
-        letters = [d for d in letters if d.dlq_offset == args.offset]
-    letters = letters[-args.limit :] if args.limit > 0 else letters
+    if args.limit > 0:
+        newest = Newest(args.limit)
+        keep: Callable[[StoredDeadLetter], None] = newest.add
+    else:
+        everything: list[StoredDeadLetter] = []
+        keep = everything.append
+    wanted = args.offset
+    await scan_dead_letters(
+        settings, selection, keep if wanted is None else _at_offset(wanted, keep)
+    )
+    letters = newest.letters() if args.limit > 0 else sorted(everything, key=_position)
     if not letters:
         print("no dead letters match")
         return EXIT_OK
@@ -286,7 +295,7 @@ async def _show(
 async def _redrive(
     args: argparse.Namespace, settings: Settings, catalog: TopicCatalog, selection: Selection
 ) -> int:
-    letters = selection.select(await read_dead_letters(settings, selection))
+    letters = await read_dead_letters(settings, selection)
     run_id = uuid.uuid4().hex
     sources = {spec.dead_letter: spec for spec in catalog if spec.dead_letter is not None}
     by_name = {spec.name: spec for spec in catalog}
@@ -339,43 +348,72 @@ async def _redrive(
 
 
 async def read_dead_letters(settings: Settings, selection: Selection) -> list[StoredDeadLetter]:
-    """Every record of the selected dead-letter topics, up to the end offsets seen at start.
+    """The selected dead letters, in (topic, partition, offset) order (see
+    `scan_dead_letters`)."""
+    letters: list[StoredDeadLetter] = []
+    await scan_dead_letters(settings, selection, letters.append)
+    letters.sort(key=_position)
+    return letters
 
-    A dead-letter topic that does not exist yet (no worker has started) holds nothing.
+
+async def scan_dead_letters(
+    settings: Settings, selection: Selection, each: Callable[[StoredDeadLetter], None]
+) -> int:
+    """Call `each` with every dead letter of the selected topics that `selection` matches,
+    from the log start (retention may have removed the first records) up to the end
+    offsets seen at start, in offset order per partition; return how many were read.
+
+    Nothing is kept here: what a command holds is up to `each` (a count per reason for
+    `list`, the newest N for `show`). A dead-letter topic that does not exist yet (no
+    worker has started) holds nothing.
     """
     tps = await _partitions(settings, sorted(selection.topics or ()))
-    letters: list[StoredDeadLetter] = []
     if not tps:
-        return letters
+        return 0
     consumer = AIOKafkaConsumer(
         **client_kwargs(settings), enable_auto_commit=False, group_id=None,
         max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=4 * FETCH_BYTES,
         request_timeout_ms=30_000,
     )  # fmt: skip
+    read = 0
     await consumer.start()
     try:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        # From the log start (retention may have removed the first records) to the end.
         remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
             for tp, messages in batches.items():
                 for m in messages:
-                    if m.offset < ends[tp]:
-                        letters.append(
-                            StoredDeadLetter.parse(
-                                tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value,
-                                list(m.headers or ()),
-                            )
-                        )  # fmt: skip
+                    if m.offset >= ends[tp]:
+                        continue
+                    read += 1
+                    letter = StoredDeadLetter.parse(
+                        tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value,
+                        list(m.headers or ()),
+                    )  # fmt: skip
+                    if selection.matches(letter):
+                        each(letter)
                 if messages and messages[-1].offset >= ends[tp] - 1:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
-    letters.sort(key=lambda d: (d.dlq_topic, d.dlq_partition, d.dlq_offset))
-    return letters
+    return read
+
+
+def _position(letter: StoredDeadLetter) -> tuple[str, int, int]:
+    return (letter.dlq_topic, letter.dlq_partition, letter.dlq_offset)
+
+
+def _at_offset(
+    offset: int, each: Callable[[StoredDeadLetter], None]
+) -> Callable[[StoredDeadLetter], None]:
+    def keep(letter: StoredDeadLetter) -> None:
+        if letter.dlq_offset == offset:
+            each(letter)
+
+    return keep
 
 
 async def _partitions(settings: Settings, topics: Sequence[str]) -> list[TopicPartition]:
