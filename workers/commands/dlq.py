@@ -6,11 +6,14 @@
 
 The dead-letter topics are read with a consumer of no group (manual assignment, nothing
 committed), from the beginning to the end offsets seen at start, so the commands never
-disturb the workers nor each other. They are read as a stream: `list` holds counts per reason,
-`show` the newest `--limit` letters, `redrive` the selected letters (what it re-sends). A redrive re-produces each selected dead letter's
-original key, value and headers to its source topic (original partition and timestamp)
-with `seatflow.redrive.*` headers; the workers then name its facts after the ORIGINAL
-record, which makes a second redrive change nothing (see `workers.redrive`).
+disturb the workers nor each other. They are read as a stream: `list` holds counts per
+reason, `show` the newest `--limit` letters, `redrive` the selected letters (what it
+re-sends).
+
+A redrive re-produces each selected dead letter's original key, value and headers to its
+source topic (original partition and timestamp) with `seatflow.redrive.*` headers; the
+workers then name its facts after the ORIGINAL record, which makes a second redrive
+change nothing (see `workers.redrive`).
 
 Exit codes: 0 done, 1 some selected dead letters were not sent (still rejected by the
 current decoder, or refused by Kafka), 2 usage or configuration error, 3 Kafka unreachable.
