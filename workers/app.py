@@ -125,7 +125,9 @@ def create_app(
     table.key_serializer = table.value_serializer = "raw"
     within = settings.batch_max_ms / 1000
 
-    seat_table = SeatTable(table, changelog.get_topic_name(), lambda *a: app.producer.send(*a))
+    seat_table = SeatTable(
+        table, changelog.get_topic_name(), lambda: app.producer._ensure_producer()
+    )
 
     async def produce(records: Sequence[Outgoing]) -> None:
         futures = [await app.producer.send(t, k, v, p, None, h) for t, p, k, v, h in records]

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import rocksdict
+from aiokafka import AIOKafkaProducer
 from faust.streams import _current_event
 from faust.types import TP
-
-Send = Callable[..., Awaitable[Awaitable[Any]]]
 
 
 @contextmanager
@@ -42,10 +41,14 @@ def pinned(event: Any) -> Iterator[None]:
 
 
 class SeatTable:
-    def __init__(self, table: Any, changelog_topic: str, send: Send) -> None:
+    def __init__(
+        self, table: Any, changelog_topic: str, producer: Callable[[], AIOKafkaProducer]
+    ) -> None:
         self.table = table
         self.changelog_topic = changelog_topic
-        self.send = send
+        self.producer = producer
+        """The aiokafka producer under Faust's (asked for at each save: Faust makes a new
+        one when its producer restarts)."""
 
     def get(self, seat_id: str) -> bytes | None:
         """Read under `pinned` (RocksDB looks in the current event's partition)."""
@@ -72,13 +75,30 @@ class SeatTable:
             data[seat_id.encode()] = value
 
     async def save(self, partition: int, states: Mapping[str, bytes]) -> None:
-        """Send the changelog records and wait until Kafka has them all."""
+        """Send the changelog records and wait until Kafka has them all.
+
+        The records go out as record batches built here (`create_batch` / `send_batch`
+        of the aiokafka producer under Faust's), not one `send` each: Faust's and
+        aiokafka's per-message bookkeeping cost more than the record itself (2.6% of the
+        worker's CPU in `bench/throughput.py`). Same records, same partition, same order.
+        """
         if not states:
             return
-        futures = [
-            await self.send(self.changelog_topic, seat_id.encode(), value, partition, None, None)
-            for seat_id, value in states.items()
-        ]
-        delivered = await asyncio.gather(*futures)
-        last = max(meta.offset for meta in delivered)
-        self.table.data.set_persisted_offset(TP(self.changelog_topic, partition), last)
+        producer = self.producer()
+        topic = self.changelog_topic
+        sent: list[tuple[asyncio.Future[Any], int]] = []
+        batch, count = producer.create_batch(), 0
+        for seat_id, value in states.items():
+            key = seat_id.encode()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                sent.append((await producer.send_batch(batch, topic, partition=partition), count))
+                batch, count = producer.create_batch(), 0
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise ValueError(f"seat {seat_id}: state of {len(value)} bytes too large")
+            count += 1
+        if count:
+            sent.append((await producer.send_batch(batch, topic, partition=partition), count))
+        delivered = await asyncio.gather(*(future for future, _ in sent))
+        # A batch's metadata holds its first record's offset.
+        last = max(meta.offset + n - 1 for meta, (_, n) in zip(delivered, sent, strict=True))
+        self.table.data.set_persisted_offset(TP(topic, partition), last)
