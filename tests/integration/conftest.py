@@ -147,6 +147,17 @@ def private_kafka() -> Iterator[PrivateKafka]:
         broker.close()
 
 
+@pytest.fixture
+def plain_kafka() -> Iterator[PrivateKafka]:
+    """A plaintext Kafka broker of this test's own, which it may kill and start again."""
+    broker = PrivateKafka(secured=False)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.close()
+
+
 WORKER_LOG_LINES = 120
 
 

@@ -1,4 +1,4 @@
-"""A Kafka broker of a test's own with a SASL_SSL listener: TLS plus SCRAM and PLAIN users.
+"""A Kafka broker of a test's own: SASL_SSL (TLS plus SCRAM and PLAIN users) or plaintext.
 
 The shared broker of `scripts/services` speaks PLAINTEXT and other tests use it, so the
 secured-connection tests start a second, private one from the same Maven jars
@@ -10,6 +10,9 @@ secured-connection tests start a second, private one from the same Maven jars
   credentials live in the cluster metadata), a PLAIN user in the listener's JAAS config;
 - clients on `SASL_SSL`; the broker talks to itself on a PLAINTEXT listener bound to
   127.0.0.1 that no client is told about (simpler than SASL between broker and itself).
+
+The plaintext variant (`secured=False`) is for the Kafka outage test: `stop` kills the
+broker, `start` runs it again on the same ports and data.
 
 Everything lives in a temporary directory that `close` removes.
 """
@@ -77,7 +80,8 @@ def make_certificates(directory: Path) -> tuple[Path, Path]:
 
 
 class PrivateKafka:
-    """Single-node KRaft broker; clients connect with SASL_SSL to `bootstrap`."""
+    """Single-node KRaft broker; clients connect to `bootstrap` with SASL_SSL, or with
+    PLAINTEXT if not `secured`."""
 
     USERS = {
         "SCRAM-SHA-512": ("seatflow", "scram-512-secret-Qx7v"),
@@ -86,7 +90,8 @@ class PrivateKafka:
     }
     """mechanism -> (user, password): one user per mechanism, so each test proves its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, secured: bool = True) -> None:
+        self.secured = secured
         if not any(KAFKA_LIB.glob("kafka_2.13-*.jar")):
             raise RuntimeError(f"no Kafka jars in {KAFKA_LIB}: run scripts/services up")
         self.dir = Path(tempfile.mkdtemp(prefix="seatflow-kafka-", dir="/var/tmp"))
@@ -94,7 +99,9 @@ class PrivateKafka:
         self.internal_port = free_port()
         self.controller_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.ca_file, self.keystore = make_certificates(self.dir)
+        self._starts = 0
+        if secured:
+            self.ca_file, self.keystore = make_certificates(self.dir)
 
     @property
     def bootstrap(self) -> str:
@@ -105,22 +112,44 @@ class PrivateKafka:
         return self.dir / "server.log"
 
     def _properties(self) -> str:
+        common = [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=INTERNAL",
+            f"log.dirs={self.dir / 'data'}",
+            "num.partitions=4",
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+        ]
+        client = "SASL_SSL" if self.secured else "CLIENT"
+        listeners = [
+            f"listeners={client}://127.0.0.1:{self.port},"
+            f"INTERNAL://127.0.0.1:{self.internal_port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners={client}://127.0.0.1:{self.port},"
+            f"INTERNAL://127.0.0.1:{self.internal_port}",
+        ]
+        if not self.secured:
+            protocols = "listener.security.protocol.map=" + ",".join(
+                f"{name}:PLAINTEXT" for name in ("CONTROLLER", "INTERNAL", "CLIENT")
+            )
+            return "\n".join([*common, *listeners, protocols, ""])
         plain_user, plain_password = self.USERS["PLAIN"]
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         return "\n".join(
             [
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                f"listeners=SASL_SSL://127.0.0.1:{self.port},"
-                f"INTERNAL://127.0.0.1:{self.internal_port},"
-                f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=SASL_SSL://127.0.0.1:{self.port},"
-                f"INTERNAL://127.0.0.1:{self.internal_port}",
+                *common,
+                *listeners,
                 "listener.security.protocol.map="
                 "CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,SASL_SSL:SASL_SSL",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=INTERNAL",
                 "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
                 f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}",
                 f"listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={scram}",
@@ -130,16 +159,6 @@ class PrivateKafka:
                 "ssl.keystore.type=PEM",
                 f"ssl.keystore.location={self.keystore}",
                 "ssl.client.auth=none",
-                f"log.dirs={self.dir / 'data'}",
-                "num.partitions=4",
-                "auto.create.topics.enable=false",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=4",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
                 "",
             ]
         )
@@ -164,8 +183,28 @@ class PrivateKafka:
         ]  # fmt: skip
 
     def start(self, within: float = 120) -> None:
+        """Format the storage (the first time) and run the broker until it serves."""
         props = self.dir / "server.properties"
-        props.write_text(self._properties())
+        if not props.exists():
+            props.write_text(self._properties())
+            self._format(props)
+        with (self.dir / "stdout.log").open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*self._java(), "kafka.Kafka", str(props)], stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"private kafka exited:\n{self.tail()}")
+            if _answers(self.port) and self._log().count("Kafka Server started") > self._starts:
+                asyncio.run(self._create_offsets_topic(deadline))
+                self._starts += 1
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"private kafka not ready in {within}s:\n{self.tail()}")
+
+    def _format(self, props: Path) -> None:
         cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
         scram = [
             arg
@@ -175,25 +214,20 @@ class PrivateKafka:
                 f"{mechanism}=[name={self.USERS[mechanism][0]},"
                 f"password={self.USERS[mechanism][1]}]",
             )
+            if self.secured
         ]
         _run(
             *self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
             "-c", str(props), *scram, cwd=self.dir,
         )  # fmt: skip
-        with (self.dir / "stdout.log").open("wb") as out:
-            self.proc = subprocess.Popen(
-                [*self._java(), "kafka.Kafka", str(props)], stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"private kafka exited:\n{self.tail()}")
-            if _answers(self.port) and "Kafka Server started" in self._log():
-                asyncio.run(self._create_offsets_topic(deadline))
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"private kafka not ready in {within}s:\n{self.tail()}")
+
+    def stop(self) -> None:
+        """Kill the broker (SIGKILL: a crash, nothing flushed or handed over); `start`
+        runs it again on the same ports and data."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self.proc = None
 
     async def _create_offsets_topic(self, deadline: float) -> None:
         """Ask for a group coordinator until there is one, as on a broker long in use.

@@ -1,4 +1,4 @@
-"""A sink's server stopped for 20 s while events flow, then started again.
+"""A sink's server, or the Kafka broker, stopped for 20 s mid-stream, then started again.
 
 Nothing may be dead-lettered, lost or applied twice; the worker must not exit; it must log
 one "failing" and one "recovered" line for the sink (not one per retry); and the batch it
@@ -6,7 +6,7 @@ was flushing when the sink failed must stay unacknowledged: the OTHER sink commi
 part of that batch, so for a while that sink is ahead of the consumer group's committed
 offsets, and after recovery every read model still equals the reference exactly.
 
-Each test runs its own PostgreSQL or Redis server (never the shared ones).
+Each test runs its own PostgreSQL, Redis or Kafka server (never the shared ones).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from tests.integration.harness import (
     wait_drained,
     wait_lag_below,
 )
+from tests.integration.private_kafka import PrivateKafka
 from tests.integration.private_services import PrivatePostgres, PrivateRedis
 from workers.app import SEAT_FACTS
 from workers.loadgen.scenario import ScenarioShape, scenario
@@ -111,3 +112,40 @@ async def test_redis_down_for_20s_while_events_flow(
 ) -> None:
     settings = settings_factory(redis_url=SecretStr(private_redis.url))
     await run_outage(settings, tmp_path, "redis", private_redis.stop, private_redis.start)
+
+
+async def test_kafka_broker_killed_for_20s_mid_stream(
+    plain_kafka: PrivateKafka, settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    """The broker is killed mid-stream (the worker's consumer, its producer and the
+    changelog and seat-facts sends all lose it) and started again 20 s later: the worker
+    waits and goes on in the same process, nothing is dead-lettered, lost or applied
+    twice, and the log says so in a few lines."""
+    settings = settings_factory(kafka_bootstrap=plain_kafka.bootstrap)
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    records = scenario(seed=22, shape=SHAPE)
+    before, after = records[: len(records) // 2], records[len(records) // 2 :]
+    await produce(settings, before)
+    worker = WorkerProcess(settings, tmp_path)
+    worker.start()
+    pid = worker.proc.pid if worker.proc else None
+    try:
+        await wait_lag_below(settings, int(len(before) * 0.7), within=180)  # mid-stream
+        plain_kafka.stop()
+        await asyncio.sleep(OUTAGE_S)
+        assert worker.alive(), worker.log_tail()
+        await asyncio.to_thread(plain_kafka.start)
+        await produce(settings, after)
+        await wait_drained(settings, worker, within=300)
+        assert worker.alive() and worker.proc is not None and worker.proc.pid == pid
+    finally:
+        worker.stop()
+
+    assert worker.starts == 1 and not fatal_lines(worker), fatal_lines(worker)
+    # The outage shows in the log, once per kind of failure and 30 s: not ten times a
+    # second per client, as aiokafka logs it (workers/observability/log_throttle.py).
+    assert log_lines(worker, r"Unable connect to node|Failed fetch messages"), worker.log_tail()
+    errors = log_lines(worker, r"\bERROR\b")
+    assert len(errors) <= 30, "\n".join(errors)
+    assert await dead_letters(settings) == []
+    await assert_matches_topics(settings)

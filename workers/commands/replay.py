@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiokafka.errors import KafkaConnectionError
 
+from workers.observability.log_throttle import throttle_logs
 from workers.replay.plan import DEFAULT_BATCH_EVENTS, EARLIEST, PlanError
 from workers.replay.progress import reporter_for
 from workers.settings import load_settings
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
     base = load_settings()
     reporter = reporter_for(json=args.json, interval_s=args.progress_interval)
+    throttle_logs("aiokafka")  # Kafka unreachable: a line per kind and 30 s, not per attempt
 
     def refused(message: str) -> int:
         if args.json:

@@ -20,6 +20,7 @@ from workers.db.migrate import migrate
 from workers.gc_policy import tune_for_streaming
 from workers.generation import install_watch, live_generation, pipeline_for
 from workers.kafka_clients import KafkaAccessError, check_access, client_kwargs
+from workers.observability.log_throttle import throttle_logs
 from workers.retry import retry_until_done
 from workers.settings import Settings, load_settings
 from workers.topic_admin import ActionKind, apply, plan
@@ -120,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(settings, catalog, SinkSet(settings, generation=generation))
+    throttle_logs("aiokafka")  # a broker outage: one line per kind and 30 s, not ten a second
     install_watch(app, settings, generation, log)
     worker = GracefulWorker(
         app, gate=app.seatflow_gate, timeout=settings.shutdown_timeout_s,
