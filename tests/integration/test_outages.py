@@ -38,7 +38,7 @@ from tests.integration.harness import (
 from tests.integration.private_kafka import PrivateKafka
 from tests.integration.private_services import PrivatePostgres, PrivateRedis
 from workers.app import SEAT_FACTS
-from workers.loadgen.scenario import ScenarioShape, scenario
+from workers.loadgen.scenario import ScenarioShape, UpstreamRecord, scenario
 from workers.settings import Settings
 from workers.topic_catalog import load_catalog
 
@@ -48,23 +48,35 @@ OUTAGE_S = 20.0
 SHAPE = ScenarioShape(concert_events=3, seats_per_event=200, reservations=2500)
 
 
+async def start_mid_stream(
+    settings: Settings, tmp_path: Path, seed: int
+) -> tuple[WorkerProcess, list[UpstreamRecord]]:
+    """Half of a scenario produced, a worker started on it and a third of that half
+    processed; returns the worker and the other half, to produce later."""
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    records = scenario(seed=seed, shape=SHAPE)
+    before, rest = records[: len(records) // 2], records[len(records) // 2 :]
+    await produce(settings, before)
+    worker = WorkerProcess(settings, tmp_path)
+    worker.start()
+    try:
+        await wait_lag_below(settings, int(len(before) * 0.7), within=180)
+    except BaseException:
+        worker.stop()
+        raise
+    return worker, rest
+
+
 async def run_outage(
     settings: Settings, tmp_path: Path, down: str, stop: Callable[[], None],
     start: Callable[[], None],
 ) -> None:  # fmt: skip
     """Drive one outage of sink `down` ("postgres" or "redis") and check everything."""
     other = "redis" if down == "postgres" else "postgres"
-    assert run_cli(settings, "topics", "apply").returncode == 0
-    records = scenario(seed=21, shape=SHAPE)
-    before, during = records[: len(records) // 2], records[len(records) // 2 :]
-    await produce(settings, before)
-
-    worker = WorkerProcess(settings, tmp_path)
-    worker.start()
+    worker, during = await start_mid_stream(settings, tmp_path, seed=21)
     pid = worker.proc.pid if worker.proc else None
     facts_topic = load_catalog(settings).get(SEAT_FACTS).name
     try:
-        await wait_lag_below(settings, int(len(before) * 0.7), within=180)  # mid-stream
         stop()
         stopped = time.monotonic()
         # events keep flowing during the outage
@@ -122,15 +134,9 @@ async def test_kafka_broker_killed_for_20s_mid_stream(
     waits and goes on in the same process, nothing is dead-lettered, lost or applied
     twice, and the log says so in a few lines."""
     settings = settings_factory(kafka_bootstrap=plain_kafka.bootstrap)
-    assert run_cli(settings, "topics", "apply").returncode == 0
-    records = scenario(seed=22, shape=SHAPE)
-    before, after = records[: len(records) // 2], records[len(records) // 2 :]
-    await produce(settings, before)
-    worker = WorkerProcess(settings, tmp_path)
-    worker.start()
+    worker, after = await start_mid_stream(settings, tmp_path, seed=22)
     pid = worker.proc.pid if worker.proc else None
     try:
-        await wait_lag_below(settings, int(len(before) * 0.7), within=180)  # mid-stream
         plain_kafka.stop()
         await asyncio.sleep(OUTAGE_S)
         assert worker.alive(), worker.log_tail()
