@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     batch_max_events: int = Field(1000, ge=1, description="Flush a batch at this many events")
     batch_max_ms: int = Field(100, ge=1, description="Flush a batch after this many ms")
     seat_batch_max_messages: int = Field(
-        100, ge=1, description="Seat-facts messages per seat-stage batch (each holds many facts)"
+        200, ge=1, description="Seat-facts messages per seat-stage batch (each holds many facts)"
     )
     session_timeout_s: float = Field(
         15.0,
