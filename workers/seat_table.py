@@ -29,6 +29,8 @@ from aiokafka import AIOKafkaProducer
 from faust.streams import _current_event
 from faust.types import TP
 
+from workers.kafka_clients import send_as_batches
+
 
 @contextmanager
 def pinned(event: Any) -> Iterator[None]:
@@ -77,28 +79,16 @@ class SeatTable:
     async def save(self, partition: int, states: Mapping[str, bytes]) -> None:
         """Send the changelog records and wait until Kafka has them all.
 
-        The records go out as record batches built here (`create_batch` / `send_batch`
-        of the aiokafka producer under Faust's), not one `send` each: Faust's and
-        aiokafka's per-message bookkeeping cost more than the record itself (2.6% of the
-        worker's CPU in `bench/throughput.py`). Same records, same partition, same order.
+        The records go out as record batches (`kafka_clients.send_as_batches`, on the
+        aiokafka producer under Faust's), not one `send` each: Faust's and aiokafka's
+        per-message bookkeeping cost more than the record itself (2.6% of the worker's
+        CPU in `bench/throughput.py`). Same records, same partition, same order.
         """
         if not states:
             return
-        producer = self.producer()
         topic = self.changelog_topic
-        sent: list[tuple[asyncio.Future[Any], int]] = []
-        batch, count = producer.create_batch(), 0
-        for seat_id, value in states.items():
-            key = seat_id.encode()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                sent.append((await producer.send_batch(batch, topic, partition=partition), count))
-                batch, count = producer.create_batch(), 0
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"seat {seat_id}: state of {len(value)} bytes too large")
-            count += 1
-        if count:
-            sent.append((await producer.send_batch(batch, topic, partition=partition), count))
+        records = ((seat_id.encode(), value) for seat_id, value in states.items())
+        sent = await send_as_batches(self.producer(), topic, partition, records)
         delivered = await asyncio.gather(*(future for future, _ in sent))
-        # A batch's metadata holds its first record's offset.
         last = max(meta.offset + n - 1 for meta, (_, n) in zip(delivered, sent, strict=True))
         self.table.data.set_persisted_offset(TP(topic, partition), last)

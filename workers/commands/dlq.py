@@ -361,10 +361,10 @@ async def read_dead_letters(settings: Settings, selection: Selection) -> list[St
 
 async def scan_dead_letters(
     settings: Settings, selection: Selection, each: Callable[[StoredDeadLetter], None]
-) -> int:
+) -> None:
     """Call `each` with every dead letter of the selected topics that `selection` matches,
     from the log start (retention may have removed the first records) up to the end
-    offsets seen at start, in offset order per partition; return how many were read.
+    offsets seen at start, in offset order per partition.
 
     Nothing is kept here: what a command holds is up to `each` (a count per reason for
     `list`, the newest N for `show`). A dead-letter topic that does not exist yet (no
@@ -372,13 +372,12 @@ async def scan_dead_letters(
     """
     tps = await _partitions(settings, sorted(selection.topics or ()))
     if not tps:
-        return 0
+        return
     consumer = AIOKafkaConsumer(
         **client_kwargs(settings), enable_auto_commit=False, group_id=None,
         max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=4 * FETCH_BYTES,
         request_timeout_ms=30_000,
     )  # fmt: skip
-    read = 0
     await consumer.start()
     try:
         consumer.assign(tps)
@@ -391,7 +390,6 @@ async def scan_dead_letters(
                 for m in messages:
                     if m.offset >= ends[tp]:
                         continue
-                    read += 1
                     letter = StoredDeadLetter.parse(
                         tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value,
                         list(m.headers or ()),
@@ -402,7 +400,6 @@ async def scan_dead_letters(
                     remaining.discard(tp)
     finally:
         await consumer.stop()
-    return read
 
 
 def _position(letter: StoredDeadLetter) -> tuple[str, int, int]:

@@ -32,8 +32,8 @@ STATE_FORMAT = 1
 def partition_for_seat(seat_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives the key `seat_id` (utf-8).
 
-    Cached: murmur2 is pure Python (~3 us a key; aiokafka's took ~6 us, 3% of the worker's CPU in
-    `bench/throughput.py`), and the same seats come back event after event.
+    Cached: murmur2 is pure Python (~3 us a key; aiokafka's, ~6 us, was 3% of the worker's
+    CPU in `bench/throughput.py`), and the same seats come back event after event.
     """
     return (murmur2(seat_id.encode()) & 0x7FFFFFFF) % partitions
 

@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from workers.db.migrate import migrate_connection, quote_ident
 from workers.generation import shadow_prefix, shadow_schema
-from workers.kafka_clients import client_kwargs
+from workers.kafka_clients import client_kwargs, send_as_batches
 from workers.projection.batches import decode_state, partition_for_seat
 from workers.projection.model import Mutations
 from workers.projection.seat import SeatState
@@ -302,20 +302,9 @@ class ChangelogWriter:
                 partition = partition_of[seat_id] = partition_for_seat(seat_id, self.partitions)
             by_partition.setdefault(partition, []).append((seat_id.encode(), value))
         futures = []
-        producer, topic = self.producer, self.topic
         for partition, items in sorted(by_partition.items()):
-            # Record batches built here and sent whole: producer.send()'s per-message
-            # bookkeeping costs more than the encoding for tens of thousands of states.
-            batch, size = producer.create_batch(), 0
-            for key, value in items:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch, size = producer.create_batch(), 0
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        raise ValueError(f"seat {key!r}: state of {len(value)} bytes too large")
-                size += 1
-            if size:
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
+            sent = await send_as_batches(self.producer, self.topic, partition, items)
+            futures += [future for future, _ in sent]
         return futures
 
 

@@ -137,30 +137,28 @@ class RedisSink:
 
 
 WRITE_SCRIPT = """
-local function hset(key, f)
-  for j = 1, #f, 1000 do redis.call('HSET', key, unpack(f, j, math.min(j + 999, #f))) end
+local function in_pieces(command, key, f)
+  for j = 1, #f, 1000 do redis.call(command, key, unpack(f, j, math.min(j + 999, #f))) end
 end
 local w = cjson.decode(ARGV[1])
 for _, seat in ipairs(w.seats) do
   redis.call('DEL', seat[1])
-  hset(seat[1], seat[2])
+  in_pieces('HSET', seat[1], seat[2])
 end
-for _, map in ipairs(w.hset) do hset(map[1], map[2]) end
-for _, map in ipairs(w.hdel) do
-  local f = map[2]
-  for j = 1, #f, 1000 do redis.call('HDEL', map[1], unpack(f, j, math.min(j + 999, #f))) end
-end
+for _, map in ipairs(w.hset) do in_pieces('HSET', map[1], map[2]) end
+for _, map in ipairs(w.hdel) do in_pieces('HDEL', map[1], map[2]) end
 for _, inc in ipairs(w.incr) do redis.call('HINCRBY', inc[1], inc[2], inc[3]) end
 return 1
 """
 """Applies `write_payload`'s writes inside the MULTI, with MemorySink.write's steps:
 
 - seat hashes replaced whole (DEL, then HSET of `SeatRecord.hash_fields()`);
-- fields are set and removed with one HSET / HDEL per key and up to 500 fields, not one
-  call per field: the result is the same (a field named twice ends with its last value),
-  and Redis spends most of a script's time per call (it used 14 s of CPU for the seat
-  hashes and maps of a 1,000,000-event replay with one HSET per field). 1000 values per
-  call stay clear of Lua's `unpack` limit (8000 on Redis's Lua 5.1);
+- fields are set and removed with one HSET per key and up to 500 fields (1000 values),
+  one HDEL per key and up to 1000 fields, not one call per field: the result is the same
+  (a field named twice ends with its last value), and Redis spends most of a script's
+  time per call (it used 14 s of CPU for the seat hashes and maps of a 1,000,000-event
+  replay with one HSET per field). 1000 values per call stay clear of Lua's `unpack`
+  limit (8000 on Redis's Lua 5.1);
 - seat-map fields set (HSET) or removed (HDEL; Redis drops a hash left empty, as
   MemorySink does);
 - availability: `HINCRBY field 0` for the fields that must exist (creates "0", leaves an
