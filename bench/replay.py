@@ -192,10 +192,14 @@ async def main(args: argparse.Namespace) -> None:
     try:
         if profiler:
             profiler.enable()
-        started, cpu_started = time.monotonic(), time.process_time()
+        started, usage_started = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
         summary = await replay.run()
         elapsed = time.monotonic() - started
-        cpu = time.process_time() - cpu_started
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        user_s = usage.ru_utime - usage_started.ru_utime
+        sys_s = usage.ru_stime - usage_started.ru_stime
+        cpu = user_s + sys_s
+        faults = usage.ru_minflt - usage_started.ru_minflt
         if profiler:
             profiler.disable()
     finally:
@@ -208,10 +212,12 @@ async def main(args: argparse.Namespace) -> None:
         f"\nRESULT {summary.events_read:,} events (of {count:,}) into all read models in "
         f"{elapsed:.1f}s: {rate:,.0f} events/s; {summary.facts:,} facts, "
         f"{summary.seats:,} seats, {summary.batches} batches of {args.batch_events:,}; "
-        f"this process used {cpu:.1f}s of CPU, {peak_mb:,.0f} MB at most"
+        f"this process used {cpu:.1f}s of CPU ({user_s:.1f}s user, {sys_s:.1f}s system, "
+        f"{faults:,} page faults), {peak_mb:,.0f} MB at most"
     )
     print(json.dumps({"events": summary.events_read, "seconds": round(elapsed, 2),
                       "events_per_s": round(rate), "cpu_s": round(cpu, 1),
+                      "user_s": round(user_s, 1), "sys_s": round(sys_s, 1), "faults": faults,
                       "peak_mb": round(peak_mb), "batch_events": args.batch_events,
                       "phases": summary.phases}))  # fmt: skip
     if profiler:

@@ -52,6 +52,7 @@ from workers.generation import (
     shadow_prefix,
     shadow_schema,
 )
+from workers.heap import keep_freed_heap
 from workers.kafka_clients import client_kwargs
 from workers.projection.seat import SeatState
 from workers.replay import swap
@@ -227,7 +228,9 @@ class Decoder:
         self.processes = processes
         self.pool: ProcessPoolExecutor | None = None
         if processes > 0:
-            self.pool = ProcessPoolExecutor(processes, mp_context=get_context("spawn"))
+            self.pool = ProcessPoolExecutor(
+                processes, mp_context=get_context("spawn"), initializer=keep_freed_heap
+            )
 
     def submit(self, records: list[PlainRecord]) -> list[asyncio.Future[WireChunk]] | None:
         if self.pool is None:
