@@ -15,13 +15,16 @@ record; and a second redrive changes nothing.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from tests.integration.conftest import SettingsFactory
 from tests.integration.dlq_support import (
@@ -32,8 +35,12 @@ from tests.integration.dlq_support import (
     seat_states,
 )
 from tests.integration.harness import WorkerProcess, produce, read_models, run_cli, wait_drained
+from workers.commands import dlq
+from workers.deadletter import DeadLetter, dead_letter_record
 from workers.decoding import SCHEMAS_DIR_ENV, schemas_dir
+from workers.dlq_query import Selection
 from workers.loadgen.scenario import ScenarioShape, scenario
+from workers.records import RawRecord
 from workers.redrive import REDRIVE_ORIGIN
 from workers.settings import Settings
 from workers.topic_catalog import load_catalog
@@ -43,6 +50,7 @@ from workers.verify.topics import fold_topics, read_sources
 pytestmark = pytest.mark.integration
 
 CREATED = "reservation-created"
+EXPIRED = "reservation-expired"
 
 
 def old_decoder_schemas(directory: Path) -> Path:
@@ -152,3 +160,75 @@ async def test_redrive_after_a_decoder_fix_applies_each_dead_letter_once(
     finally:
         fixed.stop()
     assert fixed.starts == 1 and not fatal_lines(fixed)
+
+
+async def test_redrive_streams_in_chunks_in_position_order_up_to_the_ends_seen_at_start(
+    settings_factory: SettingsFactory, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A redrive of many letters holds `REDRIVE_CHUNK` at a time: here 3, so 11 letters
+    in two dead-letter topics go out as 3+3+3+2, in (topic, partition, offset) order
+    whatever the order they were written in. Each chunk also makes a new dead letter
+    appear (as a worker rejecting a redriven record again would) in the topic read last:
+    the run must not pick those up, as the end offsets are fixed before anything is
+    sent."""
+    settings = settings_factory()
+    catalog = load_catalog(settings)
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    records = scenario(seed=4, shape=ScenarioShape(reservations=40))
+    chosen = [r for r in records if r.topic == CREATED][:6]
+    chosen += [r for r in records if r.topic == EXPIRED][:5]
+    letters = [
+        DeadLetter(
+            RawRecord(
+                catalog.get(r.topic).name, i % 4, 100 + i, 1_700_000_000_000 + i, r.key, r.value
+            ),
+            "DecodeError:schema_violation",
+            "$.customerId: must be a UUID",
+        )
+        for i, r in enumerate(chosen)
+    ]
+    dlq_of = {t: catalog.dead_letter_for(t).name for t in (CREATED, EXPIRED)}
+    late = DeadLetter(
+        RawRecord(catalog.get(EXPIRED).name, 0, 999, 1_700_000_000_000, b"k", b"{}"),
+        "DecodeError", "late",
+    )  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for letter, record in reversed(list(zip(letters, chosen, strict=True))):
+            key, value, headers = dead_letter_record(letter, group="old")
+            await producer.send_and_wait(dlq_of[record.topic], value, key=key, headers=headers)
+        chunks: list[int] = []
+        real_send = dlq.send_redrives
+
+        async def send_and_reject_again(sender: Any, plans: Any) -> list[str | None]:
+            chunks.append(len(plans))
+            key, value, headers = dead_letter_record(late, group="new")
+            await producer.send_and_wait(dlq_of[EXPIRED], value, key=key, headers=headers)
+            return await real_send(sender, plans)
+
+        monkeypatch.setattr(dlq, "REDRIVE_CHUNK", 3)
+        monkeypatch.setattr(dlq, "send_redrives", send_and_reject_again)
+        selection = Selection(topics=frozenset(dlq_of.values()))
+        args = argparse.Namespace(dry_run=False, force=False)
+        code = await dlq._redrive(args, settings, catalog, selection)
+    finally:
+        await producer.stop()
+    out = capsys.readouterr().out.splitlines()
+    assert code == dlq.EXIT_OK, out
+    assert chunks == [3, 3, 3, 2]
+    assert out[-1].startswith("11 selected: 11 sent; redrive id "), out[-1]
+    positions = [line.split(" -> ")[0] for line in out[:-1]]
+    # written newest first, so within a topic the offsets run backwards through `letters`
+    expected = [f"{dlq_of[CREATED]}/0@{o}" for o in range(6)]
+    expected += [f"{dlq_of[EXPIRED]}/0@{o}" for o in range(5)]
+    assert positions == expected
+    for topic, count in ((CREATED, 6), (EXPIRED, 5)):
+        copies = await read_topic(settings, catalog.get(topic).name)
+        sent = sorted(dict(headers)[REDRIVE_ORIGIN].decode() for *_, headers in copies)
+        mine = [x for x in letters if x.record.topic == catalog.get(topic).name]
+        assert len(mine) == count
+        assert sent == sorted(f"{topic}/{x.record.partition}/{x.record.offset}" for x in mine)
+    # The late letters went to the topic read last (two of them before it was read at
+    # all): they are there, and were not selected.
+    assert len(await read_topic(settings, dlq_of[EXPIRED])) == 5 + len(chunks)

@@ -7,8 +7,8 @@
 The dead-letter topics are read with a consumer of no group (manual assignment, nothing
 committed), from the beginning to the end offsets seen at start, so the commands never
 disturb the workers nor each other. They are read as a stream: `list` holds counts per
-reason, `show` the newest `--limit` letters, `redrive` the selected letters (what it
-re-sends).
+reason, `show` the newest `--limit` letters, `redrive` `REDRIVE_CHUNK` letters at a time
+(read, sent, acknowledged and reported before the next ones are read).
 
 A redrive re-produces each selected dead letter's original key, value and headers to its
 source topic (original partition and timestamp) with `seatflow.redrive.*` headers; the
@@ -26,7 +26,7 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -50,6 +50,8 @@ EXIT_KAFKA = 3
 FETCH_BYTES = 16 * 1024 * 1024
 """Per partition and fetch: dead letters may exceed 1 MB (the `.dlq` topics allow 8 MiB)."""
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
+REDRIVE_CHUNK = 1000
+"""Letters a redrive reads, sends and reports at a time (what it holds in memory)."""
 
 _EPILOG = (
     "Topics are named by their source (reservation-created), their dead-letter topic "
@@ -298,77 +300,114 @@ async def _show(
 async def _redrive(
     args: argparse.Namespace, settings: Settings, catalog: TopicCatalog, selection: Selection
 ) -> int:
-    letters = await read_dead_letters(settings, selection)
+    """Read, plan, send and report `REDRIVE_CHUNK` letters at a time, in (topic, partition,
+    offset) order: memory stays bounded however many letters are selected. The end offsets
+    are fixed before anything is sent, so a redriven record that the workers dead-letter
+    again is not picked up by this same run."""
     run_id = uuid.uuid4().hex
     sources = {spec.dead_letter: spec for spec in catalog if spec.dead_letter is not None}
     by_name = {spec.name: spec for spec in catalog}
-    plans: list[Redrive] = []
-    for letter in letters:
-        source = sources[by_name[letter.dlq_topic].logical]
-        plans.append(
-            plan_redrive(
-                letter, logical_topic=source.logical, topic=source.name,
-                partitions=source.partitions, run_id=run_id,
-            )
-        )  # fmt: skip
-    to_send = [p for p in plans if p.rejection is None or args.force]
-    failures: dict[int, str] = {}
-    if to_send and not args.dry_run:
-        errors = await send_redrives(settings, to_send)
-        failures = {id(p): e for p, e in zip(to_send, errors, strict=True) if e is not None}
-    verb = "would send" if args.dry_run else "sent"
-    sent = rejected = refused = 0
-    for plan in plans:
-        partition = "?" if plan.partition is None else str(plan.partition)
-        where = f"{plan.letter.position} -> {plan.topic}/{partition}"
-        origin = plan.origin.format() if plan.origin else "unknown"
-        if plan.rejection is not None and not args.force:
-            rejected += 1
-            print(f"{where}  skipped, still rejected: {safe(plan.rejection)}")
-            continue
-        error = failures.get(id(plan))
-        if error is not None:
-            refused += 1
-            print(f"{where}  FAILED: {safe(error)}")
-            continue
-        sent += 1
-        note = f" (still rejected: {safe(plan.rejection)})" if plan.rejection else ""
-        print(f"{where}  {verb} (origin {origin}){note}")
-    summary = f"{len(plans)} selected: {sent} {verb}"
-    if rejected:
-        summary += f", {rejected} still rejected by this decoder (--force sends them anyway)"
-    if refused:
-        summary += f", {refused} refused by Kafka"
-    if args.dry_run:
-        summary += " (dry run, nothing sent)"
-    elif sent:
-        summary += f"; redrive id {run_id}"
-    print(summary)
-    return EXIT_OK if not rejected and not refused else EXIT_NOT_ALL_SENT
+    tally = _Tally(dry_run=args.dry_run, force=args.force)
+    producer = None if args.dry_run else await start_redrive_producer(settings)
+    try:
+        plans: list[Redrive] = []
+        async for letter in iter_dead_letters(settings, selection, in_position_order=True):
+            source = sources[by_name[letter.dlq_topic].logical]
+            plans.append(
+                plan_redrive(
+                    letter, logical_topic=source.logical, topic=source.name,
+                    partitions=source.partitions, run_id=run_id,
+                )
+            )  # fmt: skip
+            if len(plans) >= REDRIVE_CHUNK:
+                await tally.redrive(producer, plans)
+                plans = []
+        await tally.redrive(producer, plans)
+    finally:
+        if producer is not None:
+            await producer.stop()
+    print(tally.summary(run_id))
+    return EXIT_OK if not tally.rejected and not tally.refused else EXIT_NOT_ALL_SENT
+
+
+class _Tally:
+    """What a redrive did so far, and one line per letter as each chunk is done."""
+
+    def __init__(self, *, dry_run: bool, force: bool) -> None:
+        self.dry_run, self.force = dry_run, force
+        self.selected = self.sent = self.rejected = self.refused = 0
+
+    async def redrive(self, producer: AIOKafkaProducer | None, plans: Sequence[Redrive]) -> None:
+        to_send = [p for p in plans if p.rejection is None or self.force]
+        failures: dict[int, str] = {}
+        if to_send and producer is not None:
+            errors = await send_redrives(producer, to_send)
+            failures = {id(p): e for p, e in zip(to_send, errors, strict=True) if e is not None}
+        verb = "would send" if self.dry_run else "sent"
+        self.selected += len(plans)
+        for plan in plans:
+            partition = "?" if plan.partition is None else str(plan.partition)
+            where = f"{plan.letter.position} -> {plan.topic}/{partition}"
+            origin = plan.origin.format() if plan.origin else "unknown"
+            if plan.rejection is not None and not self.force:
+                self.rejected += 1
+                print(f"{where}  skipped, still rejected: {safe(plan.rejection)}")
+                continue
+            error = failures.get(id(plan))
+            if error is not None:
+                self.refused += 1
+                print(f"{where}  FAILED: {safe(error)}")
+                continue
+            self.sent += 1
+            note = f" (still rejected: {safe(plan.rejection)})" if plan.rejection else ""
+            print(f"{where}  {verb} (origin {origin}){note}")
+        sys.stdout.flush()  # progress: each chunk's lines as soon as it is done
+
+    def summary(self, run_id: str) -> str:
+        verb = "would send" if self.dry_run else "sent"
+        text = f"{self.selected} selected: {self.sent} {verb}"
+        if self.rejected:
+            text += f", {self.rejected} still rejected by this decoder (--force sends them anyway)"
+        if self.refused:
+            text += f", {self.refused} refused by Kafka"
+        if self.dry_run:
+            text += " (dry run, nothing sent)"
+        elif self.sent:
+            text += f"; redrive id {run_id}"
+        return text
 
 
 # ---------------------------------------------------------------- Kafka
 
 
 async def read_dead_letters(settings: Settings, selection: Selection) -> list[StoredDeadLetter]:
-    """The selected dead letters, in (topic, partition, offset) order (see
-    `scan_dead_letters`)."""
-    letters: list[StoredDeadLetter] = []
-    await scan_dead_letters(settings, selection, letters.append)
-    letters.sort(key=_position)
-    return letters
+    """The selected dead letters, in (topic, partition, offset) order."""
+    return [
+        letter async for letter in iter_dead_letters(settings, selection, in_position_order=True)
+    ]
 
 
 async def scan_dead_letters(
     settings: Settings, selection: Selection, each: Callable[[StoredDeadLetter], None]
 ) -> None:
-    """Call `each` with every dead letter of the selected topics that `selection` matches,
-    from the log start (retention may have removed the first records) up to the end
-    offsets seen at start, in offset order per partition.
+    """Call `each` with every selected dead letter (`iter_dead_letters`, in the order the
+    partitions deliver them). Nothing is kept here: what a command holds is up to `each`
+    (a count per reason for `list`, the newest N for `show`)."""
+    async for letter in iter_dead_letters(settings, selection):
+        each(letter)
 
-    Nothing is kept here: what a command holds is up to `each` (a count per reason for
-    `list`, the newest N for `show`). A dead-letter topic that does not exist yet (no
-    worker has started) holds nothing.
+
+async def iter_dead_letters(
+    settings: Settings, selection: Selection, *, in_position_order: bool = False
+) -> AsyncIterator[StoredDeadLetter]:
+    """Every dead letter of the selected topics that `selection` matches, from the log
+    start (retention may have removed the first records) up to the end offsets seen at
+    start, in offset order per partition.
+
+    `in_position_order`: partition after partition, i.e. in (topic, partition, offset)
+    order (what `redrive` sends and prints); otherwise all partitions are fetched at
+    once, interleaved (faster for `list` and `show`, which do not care). A dead-letter
+    topic that does not exist yet (no worker has started) holds nothing.
     """
     tps = await _partitions(settings, sorted(selection.topics or ()))
     if not tps:
@@ -380,24 +419,25 @@ async def scan_dead_letters(
     )  # fmt: skip
     await consumer.start()
     try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
-            for tp, messages in batches.items():
-                for m in messages:
-                    if m.offset >= ends[tp]:
-                        continue
-                    letter = StoredDeadLetter.parse(
-                        tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value,
-                        list(m.headers or ()),
-                    )  # fmt: skip
-                    if selection.matches(letter):
-                        each(letter)
-                if messages and messages[-1].offset >= ends[tp] - 1:
-                    remaining.discard(tp)
+        for group in [[tp] for tp in tps] if in_position_order else [tps]:
+            consumer.assign(group)
+            await consumer.seek_to_beginning(*group)
+            remaining = {tp for tp in group if await consumer.position(tp) < ends[tp]}
+            while remaining:
+                batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
+                for tp, messages in batches.items():
+                    for m in messages:
+                        if m.offset >= ends[tp]:
+                            continue
+                        letter = StoredDeadLetter.parse(
+                            tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value,
+                            list(m.headers or ()),
+                        )  # fmt: skip
+                        if selection.matches(letter):
+                            yield letter
+                    if messages and messages[-1].offset >= ends[tp] - 1:
+                        remaining.discard(tp)
     finally:
         await consumer.stop()
 
@@ -431,43 +471,45 @@ async def _partitions(settings: Settings, topics: Sequence[str]) -> list[TopicPa
     )
 
 
-async def send_redrives(settings: Settings, plans: Sequence[Redrive]) -> list[str | None]:
-    """Produce every plan, in order; return per plan None (acked by Kafka) or the error.
-
-    A record Kafka refuses (e.g. too large for the source topic) is reported and the others
-    are still sent; losing the connection aborts the whole run (rerunning it is harmless).
-    """
+async def start_redrive_producer(settings: Settings) -> AIOKafkaProducer:
     producer = AIOKafkaProducer(
         **client_kwargs(settings), acks="all", enable_idempotence=True,
         max_request_size=MAX_REQUEST_BYTES, linger_ms=5,
     )  # fmt: skip
     await producer.start()
+    return producer
+
+
+async def send_redrives(producer: AIOKafkaProducer, plans: Sequence[Redrive]) -> list[str | None]:
+    """Produce every plan, in order; return per plan None (acked by Kafka) or the error.
+
+    A record Kafka refuses (e.g. too large for the source topic) is reported and the others
+    are still sent; losing the connection aborts the whole run (rerunning it is harmless:
+    a letter sent twice is applied once, see `workers.redrive`).
+    """
     failures: list[str | None] = [None] * len(plans)
-    try:
-        pending = []
-        for index, plan in enumerate(plans):
-            if plan.letter.key is None and plan.letter.value is None:
-                failures[index] = "aiokafka cannot produce a record with neither key nor value"
-                continue
-            try:
-                future = await producer.send(
-                    plan.topic, plan.letter.value, key=plan.letter.key,
-                    partition=plan.partition, timestamp_ms=plan.timestamp_ms,
-                    headers=list(plan.headers),
-                )  # fmt: skip
-            except KafkaError as e:
-                if isinstance(e, KafkaConnectionError):
-                    raise
-                failures[index] = f"{type(e).__name__}: {e}"
-                continue
-            pending.append((index, future))
-        for index, future in pending:
-            try:
-                await future
-            except KafkaError as e:
-                failures[index] = f"{type(e).__name__}: {e}"
-    finally:
-        await producer.stop()
+    pending = []
+    for index, plan in enumerate(plans):
+        if plan.letter.key is None and plan.letter.value is None:
+            failures[index] = "aiokafka cannot produce a record with neither key nor value"
+            continue
+        try:
+            future = await producer.send(
+                plan.topic, plan.letter.value, key=plan.letter.key,
+                partition=plan.partition, timestamp_ms=plan.timestamp_ms,
+                headers=list(plan.headers),
+            )  # fmt: skip
+        except KafkaError as e:
+            if isinstance(e, KafkaConnectionError):
+                raise
+            failures[index] = f"{type(e).__name__}: {e}"
+            continue
+        pending.append((index, future))
+    for index, future in pending:
+        try:
+            await future
+        except KafkaError as e:
+            failures[index] = f"{type(e).__name__}: {e}"
     return failures
 
 
