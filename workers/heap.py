@@ -6,9 +6,9 @@ takes a page fault per 4 KiB page to get it back. A process that builds a large 
 small results, frees them and builds the next one pays that on every batch. orjson is the
 worst case: each `orjson.dumps` result is allocated through a larger buffer at the top of
 the heap, so a list of 30,000 encoded facts costs 30,000 page faults to build, every time
-(about 2.5 us each on this machine, as much as the encoding itself). The replay's decoding
-processes, which encode every fact they decode, spent 4 us of system time per record on
-them (`bench/decode.py --processes` shows the same work with and without).
+(about 2.5 us each on this machine, several times the encoding itself). The replay's
+decoding processes, which encode every fact they decode, spent 3.7 us of system time per
+record on them (`bench/heap.py` runs the same work with and without).
 
 Raising the threshold keeps what a batch freed for the next one; the cost is that the
 process does not shrink below its largest batch, which for a decoding process is some
