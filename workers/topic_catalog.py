@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import workers
+from workers.contracts import TOPICS_DIR
 from workers.settings import Settings
 
 CATALOG_FILE = "catalog.toml"
@@ -136,15 +136,12 @@ class TopicCatalog:
 
 
 def catalog_path() -> Path:
-    """The catalog file: `$SEATFLOW_TOPICS_DIR/catalog.toml`, else the repository's.
-
-    The fallback only works from a source checkout (the file is not packaged), which is
-    how the workers are deployed; an installed wheel must set SEATFLOW_TOPICS_DIR.
-    """
+    """The catalog file: `$SEATFLOW_TOPICS_DIR/catalog.toml`, else the package's
+    (`workers.contracts`: the repository's `topics/`, or its copy in an installed wheel)."""
     directory = os.environ.get(TOPICS_DIR_ENV)
     if directory:
         return Path(directory) / CATALOG_FILE
-    return Path(workers.__file__).resolve().parent.parent / "topics" / CATALOG_FILE
+    return TOPICS_DIR / CATALOG_FILE
 
 
 def load_catalog(

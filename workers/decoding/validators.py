@@ -5,8 +5,8 @@ interpreting validator on the per-event path). All schemas are compiled together
 (or by `load_validators()` at start-up), so a missing or broken schema file stops the process
 at once instead of failing one topic's records later.
 
-Schemas are found in `$SEATFLOW_SCHEMAS_DIR`, else in the repository's `schemas/` beside the
-`workers` package.
+Schemas are found in `$SEATFLOW_SCHEMAS_DIR`, else in the package (`workers.contracts`, a
+link to the repository's `schemas/` that a built wheel turns into a copy).
 
 Two speed-ups that change nothing a schema accepts:
 - local `$ref`s are inlined before compiling (fastjsonschema makes each `$ref` a function
@@ -29,7 +29,7 @@ from typing import Any
 import fastjsonschema
 from fastjsonschema import JsonSchemaException, JsonSchemaValueException
 
-import workers
+from workers.contracts import SCHEMAS_DIR
 from workers.decoding.errors import DecodeError, DecodeErrorKind, SchemasNotFoundError
 from workers.decoding.json_bytes import json_type
 from workers.decoding.versions import KNOWN_VERSIONS, label
@@ -57,13 +57,10 @@ _PATTERN_MEANINGS = {
 
 
 def schemas_dir() -> Path:
-    """Where the schema files are: `$SEATFLOW_SCHEMAS_DIR`, else the repository's `schemas/`."""
+    """Where the schema files are: `$SEATFLOW_SCHEMAS_DIR`, else the package's
+    (`workers.contracts`: the repository's `schemas/`, or its copy in an installed wheel)."""
     configured = os.environ.get(SCHEMAS_DIR_ENV)
-    directory = (
-        Path(configured)
-        if configured
-        else Path(workers.__file__).resolve().parent.parent / "schemas"
-    )
+    directory = Path(configured) if configured else SCHEMAS_DIR
     if not directory.is_dir():
         how = f"${SCHEMAS_DIR_ENV}" if configured else f"the default (set ${SCHEMAS_DIR_ENV})"
         raise SchemasNotFoundError(f"schema directory {directory} does not exist ({how})")
