@@ -137,6 +137,11 @@ def summarise(letters: Iterable[StoredDeadLetter], *, exact: bool = False) -> li
     return summary.groups()
 
 
+def position_key(letter: StoredDeadLetter) -> tuple[str, int, int]:
+    """(topic, partition, offset): the order in which the commands print dead letters."""
+    return (letter.dlq_topic, letter.dlq_partition, letter.dlq_offset)
+
+
 class Newest:
     """The `limit` last dead letters in (topic, partition, offset) order, fed in any order:
     `dlq show --limit N` holds N letters, whatever the topics hold."""
@@ -148,7 +153,7 @@ class Newest:
     def add(self, letter: StoredDeadLetter) -> None:
         if self.limit <= 0:
             return
-        item = ((letter.dlq_topic, letter.dlq_partition, letter.dlq_offset), letter)
+        item = (position_key(letter), letter)
         if len(self._heap) < self.limit:
             heapq.heappush(self._heap, item)
         elif item[0] > self._heap[0][0]:

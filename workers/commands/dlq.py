@@ -36,7 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from workers.deadletter import STACK, StoredDeadLetter
-from workers.dlq_query import BadTimeError, Newest, Selection, Summary, parse_when
+from workers.dlq_query import BadTimeError, Newest, Selection, Summary, parse_when, position_key
 from workers.kafka_clients import client_kwargs, quiet_aiokafka
 from workers.redrive import Redrive, plan_redrive
 from workers.settings import Settings, load_settings
@@ -234,7 +234,8 @@ async def _list(
     args: argparse.Namespace, settings: Settings, catalog: TopicCatalog, selection: Selection
 ) -> int:
     summary = Summary(exact=args.exact)
-    await scan_dead_letters(settings, selection, summary.add)
+    async for letter in iter_dead_letters(settings, selection):
+        summary.add(letter)
     groups = summary.groups()
     out = sys.stdout
     if args.json:
@@ -281,10 +282,10 @@ async def _show(
         everything: list[StoredDeadLetter] = []
         keep = everything.append
     wanted = args.offset
-    await scan_dead_letters(
-        settings, selection, keep if wanted is None else _at_offset(wanted, keep)
-    )
-    letters = newest.letters() if args.limit > 0 else sorted(everything, key=_position)
+    async for letter in iter_dead_letters(settings, selection):
+        if wanted is None or letter.dlq_offset == wanted:
+            keep(letter)
+    letters = newest.letters() if args.limit > 0 else sorted(everything, key=position_key)
     if not letters:
         print("no dead letters match")
         return EXIT_OK
@@ -387,16 +388,6 @@ async def read_dead_letters(settings: Settings, selection: Selection) -> list[St
     ]
 
 
-async def scan_dead_letters(
-    settings: Settings, selection: Selection, each: Callable[[StoredDeadLetter], None]
-) -> None:
-    """Call `each` with every selected dead letter (`iter_dead_letters`, in the order the
-    partitions deliver them). Nothing is kept here: what a command holds is up to `each`
-    (a count per reason for `list`, the newest N for `show`)."""
-    async for letter in iter_dead_letters(settings, selection):
-        each(letter)
-
-
 async def iter_dead_letters(
     settings: Settings, selection: Selection, *, in_position_order: bool = False
 ) -> AsyncIterator[StoredDeadLetter]:
@@ -406,8 +397,10 @@ async def iter_dead_letters(
 
     `in_position_order`: partition after partition, i.e. in (topic, partition, offset)
     order (what `redrive` sends and prints); otherwise all partitions are fetched at
-    once, interleaved (faster for `list` and `show`, which do not care). A dead-letter
-    topic that does not exist yet (no worker has started) holds nothing.
+    once, interleaved (faster for `list` and `show`, which do not care). Nothing is kept
+    here: what a command holds is up to it (counts for `list`, the newest N for `show`,
+    a chunk for `redrive`). A dead-letter topic that does not exist yet (no worker has
+    started) holds nothing.
     """
     tps = await _partitions(settings, sorted(selection.topics or ()))
     if not tps:
@@ -440,20 +433,6 @@ async def iter_dead_letters(
                         remaining.discard(tp)
     finally:
         await consumer.stop()
-
-
-def _position(letter: StoredDeadLetter) -> tuple[str, int, int]:
-    return (letter.dlq_topic, letter.dlq_partition, letter.dlq_offset)
-
-
-def _at_offset(
-    offset: int, each: Callable[[StoredDeadLetter], None]
-) -> Callable[[StoredDeadLetter], None]:
-    def keep(letter: StoredDeadLetter) -> None:
-        if letter.dlq_offset == offset:
-            each(letter)
-
-    return keep
 
 
 async def _partitions(settings: Settings, topics: Sequence[str]) -> list[TopicPartition]:
