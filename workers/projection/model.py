@@ -171,25 +171,37 @@ class Mutations:
         )  # fmt: skip
 
     def merge(self, later: Mutations) -> None:
-        self.seats.update(later.seats)
-        for key in later.seatmap_del:
-            self.seatmap_set.pop(key, None)
-        self.seatmap_del.update(later.seatmap_del)
-        for key, status in later.seatmap_set.items():
-            self.seatmap_del.discard(key)
-            self.seatmap_set[key] = status
-        add_deltas(self.availability, later.availability)
-        self.availability_fields |= later.availability_fields
-        self.reservations.update(later.reservations)
-        self.order_items.update(later.order_items)
+        """Fold `later` into this. Called once per seat and replay batch with mostly empty
+        parts, so each part is touched only when `later` has it."""
+        if later.seats:
+            self.seats.update(later.seats)
+        if later.seatmap_del:
+            for key in later.seatmap_del:
+                self.seatmap_set.pop(key, None)
+            self.seatmap_del.update(later.seatmap_del)
+        if later.seatmap_set:
+            if self.seatmap_del:
+                self.seatmap_del.difference_update(later.seatmap_set)
+            self.seatmap_set.update(later.seatmap_set)
+        if later.availability:
+            add_deltas(self.availability, later.availability)
+        if later.availability_fields:
+            self.availability_fields |= later.availability_fields
+        if later.reservations:
+            self.reservations.update(later.reservations)
+        if later.order_items:
+            self.order_items.update(later.order_items)
         for order_id, header in later.order_headers.items():
             mine = self.order_headers.get(order_id)
             if mine is None or header.rank() < mine.rank():
                 self.order_headers[order_id] = header
-        add_deltas(self.order_expired_items, later.order_expired_items)
-        add_deltas(self.customer, later.customer)
+        if later.order_expired_items:
+            add_deltas(self.order_expired_items, later.order_expired_items)
+        if later.customer:
+            add_deltas(self.customer, later.customer)
         for customer_id, seen in later.customer_seen.items():
             mine_seen = self.customer_seen.get(customer_id)
             if mine_seen is None or seen > mine_seen:
                 self.customer_seen[customer_id] = seen
-        add_deltas(self.daily, later.daily)
+        if later.daily:
+            add_deltas(self.daily, later.daily)

@@ -45,7 +45,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
 
 from workers.projection.facts import CatalogFact, CreatedFact, ExpiredFact, OrderedFact, SeatFact
 from workers.projection.model import (
@@ -78,7 +77,7 @@ class SeatState:
     seat_id: str
     facts: list[tuple[Position, SeatFact]] = field(default_factory=list)
     _view: Mutations | None = field(default=None, repr=False, compare=False)
-    encoded: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    encoded: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
     """Each fact's encoded form by fact id, kept by the state codec (`batches.encode_state`):
     a fact and its position never change once in the state, so it is encoded once."""
 
@@ -170,63 +169,73 @@ def apply_range(
 
 
 def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
-    """The read-model content of one seat, as a function of its set of facts."""
+    """The read-model content of one seat, as a function of its set of facts.
+
+    Written for speed (it runs once per seat and replay batch, the largest cost of a
+    replay's projecting process): counters are updated inline, and the ranks are
+    compared only when two facts compete for one slot.
+    """
     catalog: CatalogFact | None = None
     created: dict[str, CreatedFact] = {}
     expired: dict[str, ExpiredFact] = {}
     orders: dict[str, OrderedFact] = {}  # one item per order on this seat
     view = Mutations()
     seen = view.customer_seen
-
-    def touch(customer_id: str | None, at: object) -> None:
-        if customer_id is not None:
-            current = seen.get(customer_id)
-            if current is None or at > current:  # type: ignore[operator]
-                seen[customer_id] = at  # type: ignore[assignment]
+    fields = view.availability_fields
 
     for fact in facts:
-        if isinstance(fact, CreatedFact):
-            touch(fact.customer_id, fact.created_at)
+        kind = type(fact)
+        if kind is CreatedFact:
+            who, at = fact.customer_id, fact.created_at
             mine = created.get(fact.reservation_id)
-            if mine is None or (fact.created_at, fact.message_id) < (
-                mine.created_at,
-                mine.message_id,
-            ):
+            if mine is None or (at, fact.message_id) < (mine.created_at, mine.message_id):
                 created[fact.reservation_id] = fact
-        elif isinstance(fact, ExpiredFact):
-            touch(fact.customer_id, fact.expired_at)
+        elif kind is ExpiredFact:
+            who, at = fact.customer_id, fact.expired_at
             mine_x = expired.get(fact.reservation_id)
             if mine_x is None or _expiry_rank(fact) < _expiry_rank(mine_x):
                 expired[fact.reservation_id] = fact
-        elif isinstance(fact, OrderedFact):
-            touch(fact.customer_id, fact.placed_at)
+        elif kind is OrderedFact:
+            who, at = fact.customer_id, fact.placed_at
             mine_o = orders.get(fact.order_id)
             if mine_o is None or _order_rank(fact) < _order_rank(mine_o):
                 orders[fact.order_id] = fact
         else:
             event = fact.concert_event_id
-            view.availability_fields.update(
-                (event, name) for name in (TOTAL, AVAILABLE, RESERVED, ORDERED)
-            )
-            view.availability_fields.add((event, f"{fact.section}:available"))
+            fields.update(
+                ((event, TOTAL), (event, AVAILABLE), (event, RESERVED), (event, ORDERED),
+                 (event, f"{fact.section}:available"))
+            )  # fmt: skip
             if catalog is None or _catalog_rank(fact) > _catalog_rank(catalog):
                 catalog = fact
+            continue
+        if who is not None:  # the customer's last activity
+            current = seen.get(who)
+            if current is None or at > current:
+                seen[who] = at
 
-    concert_event_id = catalog.concert_event_id if catalog else _expiry_concert_event(expired)
-    ordered_by: dict[str, str] = {}
-    for order in sorted(orders.values(), key=_order_rank, reverse=True):
-        ordered_by[order.reservation_id] = order.order_id  # the smallest rank wins
+    catalog_section = catalog.section if catalog is not None else None
+    concert_event_id = (
+        catalog.concert_event_id if catalog is not None else _expiry_concert_event(expired)
+    )
+    if len(orders) > 1:
+        ordered_by: dict[str, str] = {}
+        for order in sorted(orders.values(), key=_order_rank, reverse=True):
+            ordered_by[order.reservation_id] = order.order_id  # the smallest rank wins
+    else:
+        ordered_by = {o.reservation_id: o.order_id for o in orders.values()}
 
     # Reservations and the holder (rules 1-3).
     holder: CreatedFact | None = None
+    newest: CreatedFact | None = None
     holder_status = AVAILABLE
-    customer, daily = view.customer, view.daily
+    customer, daily, reservations = view.customer, view.daily, view.reservations
     for reservation_id, creation in created.items():
         expiry = expired.get(reservation_id)
         order_id = ordered_by.get(reservation_id)
         status = RES_EXPIRED if expiry else RES_ORDERED if order_id else RES_ACTIVE
-        section = creation.section if creation.section is not None else _section(catalog)
-        view.reservations[reservation_id] = ReservationRow(
+        section = creation.section if creation.section is not None else catalog_section
+        reservations[reservation_id] = ReservationRow(
             reservation_id=reservation_id,
             seat_id=seat_id,
             concert_event_id=concert_event_id,
@@ -241,34 +250,40 @@ def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
             order_id=order_id,
         )
         who = creation.customer_id
-        _add(customer, (who, "reservations"), 1)
+        key = (who, "reservations")
+        customer[key] = customer.get(key, 0) + 1
         if status == RES_ACTIVE:
-            _add(customer, (who, "active_holds"), 1)
+            key = (who, "active_holds")
+            customer[key] = customer.get(key, 0) + 1
         if expiry:
-            _add(customer, (who, "expirations"), 1)
-        seat_section = _section(catalog) or section
+            key = (who, "expirations")
+            customer[key] = customer.get(key, 0) + 1
+        seat_section = catalog_section or section
         if concert_event_id is not None and seat_section is not None:
-            day = creation.created_at.date()
-            _add(daily, (concert_event_id, seat_section, day, "reservations"), 1)
+            key = (concert_event_id, seat_section, creation.created_at.date(), "reservations")
+            daily[key] = daily.get(key, 0) + 1
             if expiry:
-                expired_day = expiry.expired_at.date()
-                _add(daily, (concert_event_id, seat_section, expired_day, "expirations"), 1)
+                key = (concert_event_id, seat_section, expiry.expired_at.date(), "expirations")
+                daily[key] = daily.get(key, 0) + 1
+        if newest is None or _newer(creation, newest):
+            newest = creation
         if status != RES_EXPIRED and (holder is None or _newer(creation, holder)):
             holder = creation
             holder_status = ORDERED if status == RES_ORDERED else RESERVED
 
     # Orders (rule 6).
     for order in orders.values():
+        order_id = order.order_id
         item_expired = order.reservation_id in expired
-        view.order_items[(order.order_id, seat_id)] = OrderItemRow(
-            order_id=order.order_id,
+        view.order_items[(order_id, seat_id)] = OrderItemRow(
+            order_id=order_id,
             seat_id=seat_id,
             reservation_id=order.reservation_id,
             price=order.price,
             status=ITEM_RESERVATION_EXPIRED if item_expired else ITEM_ACTIVE,
         )
-        view.order_headers[order.order_id] = OrderHeader(
-            order_id=order.order_id,
+        view.order_headers[order_id] = OrderHeader(
+            order_id=order_id,
             message_id=order.message_id,
             customer_id=order.customer_id,
             item_count=order.item_count,
@@ -277,12 +292,12 @@ def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
             placed_at=order.placed_at,
         )
         if item_expired:
-            view.order_expired_items[order.order_id] = 1
+            view.order_expired_items[order_id] = 1
         if order.item_index == 0:
             _add(customer, (order.customer_id, "orders"), 1)
             _add(customer, (order.customer_id, "total_spent"), order.total_amount)
         reserved_here = created.get(order.reservation_id)
-        section = _section(catalog) or (reserved_here.section if reserved_here else None)
+        section = catalog_section or (reserved_here.section if reserved_here else None)
         if concert_event_id is not None and section is not None:
             day = order.placed_at.date()
             _add(daily, (concert_event_id, section, day, "seats_ordered"), 1)
@@ -290,7 +305,6 @@ def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
 
     # The seat itself (rules 4-5).
     if catalog is not None or created:
-        newest = max(created.values(), key=lambda c: (c.created_at, c.reservation_id), default=None)
         view.seats[seat_id] = SeatRecord(
             seat_id=seat_id,
             status=holder_status,
@@ -304,10 +318,11 @@ def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
     if catalog is not None:
         event = catalog.concert_event_id
         view.seatmap_set[(event, seat_id)] = holder_status
-        view.availability[(event, TOTAL)] = 1
-        view.availability[(event, holder_status)] = 1
+        availability = view.availability
+        availability[(event, TOTAL)] = 1
+        availability[(event, holder_status)] = 1
         if holder_status == AVAILABLE:
-            view.availability[(event, f"{catalog.section}:available")] = 1
+            availability[(event, f"{catalog.section}:available")] = 1
     return view
 
 
