@@ -35,7 +35,7 @@ from aiokafka.structs import ConsumerRecord
 
 from workers.decoding import DecodeError, decode
 from workers.events import EventType
-from workers.projection.batches import STATE_FORMAT
+from workers.projection.batches import state_json
 from workers.projection.facts import SeatFact, fact_from_wire, fact_to_wire, facts_from_event
 from workers.projection.model import Mutations
 from workers.projection.seat import Position, SeatState, apply_range
@@ -192,6 +192,6 @@ def encode_seat(state: SeatState, wires: Mapping[str, tuple[SeatFact, bytes]]) -
                 raw = b"[%d,%d,%b]" % (major, minor, known[1])
             else:
                 raw = orjson.dumps([major, minor, fact_to_wire(fact)])
-            part = cache[fact.fact_id] = orjson.Fragment(raw)
+            part = cache[fact.fact_id] = raw
         parts.append(part)
-    return orjson.dumps({"v": STATE_FORMAT, "facts": parts})
+    return state_json(parts)

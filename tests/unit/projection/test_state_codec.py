@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from workers.projection.batches import decode_state, encode_state
-from workers.projection.facts import CatalogFact, CreatedFact, ExpiredFact
+import orjson
+
+from workers.projection.batches import STATE_FORMAT, decode_state, encode_state, state_json
+from workers.projection.facts import CatalogFact, CreatedFact, ExpiredFact, fact_to_wire
 from workers.projection.seat import SeatState, apply
 
 SEAT = "5ea70000-0000-4000-8000-000000000001"
@@ -49,3 +51,14 @@ def test_encode_decode_round_trip_and_reencoding_after_new_facts() -> None:
     assert encode_state(decoded) == second  # a decoded state encodes to the same bytes
     # and it projects like the original: the same fact again at its position replays the same
     assert apply(decoded, created(2), (3, 0)) == apply(state, created(2), (3, 0))
+
+
+def test_a_state_is_what_orjson_writes_for_its_document() -> None:
+    """`state_json` formats the document itself; the bytes must be orjson's, so that states
+    written before and after it (and by either codec path) compare equal."""
+    state = SeatState(SEAT)
+    for n in range(1, 4):
+        apply(state, created(n), (n, 0))
+    document = {"v": STATE_FORMAT, "facts": [[p[0], p[1], fact_to_wire(f)] for p, f in state.facts]}
+    assert encode_state(state) == orjson.dumps(document)
+    assert state_json([]) == orjson.dumps({"v": STATE_FORMAT, "facts": []})
