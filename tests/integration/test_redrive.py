@@ -16,8 +16,10 @@ record; and a second redrive changes nothing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -35,15 +37,16 @@ from tests.integration.dlq_support import (
     seat_states,
 )
 from tests.integration.harness import WorkerProcess, produce, read_models, run_cli, wait_drained
+from tests.integration.private_kafka import PrivateKafka
 from workers.commands import dlq
 from workers.deadletter import DeadLetter, dead_letter_record
 from workers.decoding import SCHEMAS_DIR_ENV, schemas_dir
 from workers.dlq_query import Selection
-from workers.loadgen.scenario import ScenarioShape, scenario
+from workers.loadgen.scenario import ScenarioShape, UpstreamRecord, scenario
 from workers.records import RawRecord
 from workers.redrive import REDRIVE_ORIGIN
 from workers.settings import Settings
-from workers.topic_catalog import load_catalog
+from workers.topic_catalog import TopicCatalog, load_catalog
 from workers.verify.reference import fold
 from workers.verify.topics import fold_topics, read_sources
 
@@ -162,6 +165,26 @@ async def test_redrive_after_a_decoder_fix_applies_each_dead_letter_once(
     assert fixed.starts == 1 and not fatal_lines(fixed)
 
 
+def some_letters(
+    catalog: TopicCatalog, *, created: int, expired: int
+) -> tuple[list[UpstreamRecord], list[DeadLetter]]:
+    """Upstream records of the two reservation topics and a dead letter for each."""
+    records = scenario(seed=4, shape=ScenarioShape(reservations=40))
+    chosen = [r for r in records if r.topic == CREATED][:created]
+    chosen += [r for r in records if r.topic == EXPIRED][:expired]
+    letters = [
+        DeadLetter(
+            RawRecord(
+                catalog.get(r.topic).name, i % 4, 100 + i, 1_700_000_000_000 + i, r.key, r.value
+            ),
+            "DecodeError:schema_violation",
+            "$.customerId: must be a UUID",
+        )
+        for i, r in enumerate(chosen)
+    ]
+    return chosen, letters
+
+
 async def test_redrive_streams_in_chunks_in_position_order_up_to_the_ends_seen_at_start(
     settings_factory: SettingsFactory, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
@@ -174,19 +197,7 @@ async def test_redrive_streams_in_chunks_in_position_order_up_to_the_ends_seen_a
     settings = settings_factory()
     catalog = load_catalog(settings)
     assert run_cli(settings, "topics", "apply").returncode == 0
-    records = scenario(seed=4, shape=ScenarioShape(reservations=40))
-    chosen = [r for r in records if r.topic == CREATED][:6]
-    chosen += [r for r in records if r.topic == EXPIRED][:5]
-    letters = [
-        DeadLetter(
-            RawRecord(
-                catalog.get(r.topic).name, i % 4, 100 + i, 1_700_000_000_000 + i, r.key, r.value
-            ),
-            "DecodeError:schema_violation",
-            "$.customerId: must be a UUID",
-        )
-        for i, r in enumerate(chosen)
-    ]
+    chosen, letters = some_letters(catalog, created=6, expired=5)
     dlq_of = {t: catalog.dead_letter_for(t).name for t in (CREATED, EXPIRED)}
     late = DeadLetter(
         RawRecord(catalog.get(EXPIRED).name, 0, 999, 1_700_000_000_000, b"k", b"{}"),
@@ -232,3 +243,61 @@ async def test_redrive_streams_in_chunks_in_position_order_up_to_the_ends_seen_a
     # The late letters went to the topic read last (two of them before it was read at
     # all): they are there, and were not selected.
     assert len(await read_topic(settings, dlq_of[EXPIRED])) == 5 + len(chunks)
+
+
+async def test_a_redrive_that_loses_kafka_midway_stops_and_says_how_far_it_got(
+    plain_kafka: PrivateKafka,
+    settings_factory: SettingsFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    """The broker dies after two chunks of three, when the letters of the second topic are
+    still to be read. The run must not wait for them for ever (aiokafka retries a dead
+    broker without end): it stops once nothing has come for its stall limit, having
+    printed each letter it sent, with a summary of how far it got and what to do."""
+    settings = settings_factory(kafka_bootstrap=plain_kafka.bootstrap)
+    catalog = load_catalog(settings)
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    chosen, letters = some_letters(catalog, created=6, expired=2)
+    producer = AIOKafkaProducer(bootstrap_servers=plain_kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for letter, record in zip(letters, chosen, strict=True):
+            key, value, headers = dead_letter_record(letter, group="old")
+            topic = catalog.dead_letter_for(record.topic).name
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+    chunks: list[int] = []
+    real_send = dlq.send_redrives
+
+    async def send_then_lose_kafka(sender: Any, plans: Any) -> list[str | None]:
+        chunks.append(len(plans))
+        result = await real_send(sender, plans)
+        if len(chunks) == 2:
+            await asyncio.to_thread(plain_kafka.stop)
+        return result
+
+    monkeypatch.setattr(dlq, "REDRIVE_CHUNK", 3)
+    monkeypatch.setattr(dlq, "STALL_S", 5.0)
+    monkeypatch.setattr(dlq, "send_redrives", send_then_lose_kafka)
+    selection = Selection(
+        topics=frozenset(catalog.dead_letter_for(t).name for t in (CREATED, EXPIRED))
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match="nothing from Kafka for 5s"):
+            await dlq._redrive(
+                argparse.Namespace(dry_run=False, force=False), settings, catalog, selection
+            )
+        assert time.monotonic() - started < 60
+    finally:
+        await asyncio.to_thread(plain_kafka.start)  # for the clean-up of the test's topics
+    out = capsys.readouterr().out.splitlines()
+    assert chunks == [3, 3]
+    assert [line.split(" -> ")[0] for line in out[:-1]] == [
+        f"{catalog.dead_letter_for(CREATED).name}/0@{o}" for o in range(6)
+    ]
+    assert all("  sent (origin " in line for line in out[:-1])
+    assert out[-1].startswith("stopped after 6 selected: 6 sent; redrive id "), out[-1]
+    assert "run the same command again" in out[-1]

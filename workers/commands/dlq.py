@@ -26,9 +26,9 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -42,6 +42,8 @@ from workers.redrive import Redrive, plan_redrive
 from workers.settings import Settings, load_settings
 from workers.topic_catalog import CatalogError, TopicCatalog, TopicRole, TopicSpec, load_catalog
 
+T = TypeVar("T")
+
 EXIT_OK = 0
 EXIT_NOT_ALL_SENT = 1
 EXIT_USAGE = 2
@@ -52,6 +54,10 @@ FETCH_BYTES = 16 * 1024 * 1024
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 REDRIVE_CHUNK = 1000
 """Letters a redrive reads, sends and reports at a time (what it holds in memory)."""
+STALL_S = 60.0
+"""How long reading dead letters waits for Kafka to answer before giving up. aiokafka's
+consumer retries a broker that has gone away without end (a fetch then returns nothing,
+a position waits), so without a limit `list`, `show` and `redrive` would hang silently."""
 
 _EPILOG = (
     "Topics are named by their source (reservation-created), their dead-letter topic "
@@ -310,6 +316,7 @@ async def _redrive(
     by_name = {spec.name: spec for spec in catalog}
     tally = _Tally(dry_run=args.dry_run, force=args.force)
     producer = None if args.dry_run else await start_redrive_producer(settings)
+    finished = False
     try:
         plans: list[Redrive] = []
         async for letter in iter_dead_letters(settings, selection, in_position_order=True):
@@ -324,7 +331,10 @@ async def _redrive(
                 await tally.redrive(producer, plans)
                 plans = []
         await tally.redrive(producer, plans)
+        finished = True
     finally:
+        if not finished:  # the error itself is reported by the caller, after this
+            print(tally.summary(run_id, stopped=True), flush=True)
         if producer is not None:
             await producer.stop()
     print(tally.summary(run_id))
@@ -364,9 +374,10 @@ class _Tally:
             print(f"{where}  {verb} (origin {origin}){note}")
         sys.stdout.flush()  # progress: each chunk's lines as soon as it is done
 
-    def summary(self, run_id: str) -> str:
+    def summary(self, run_id: str, *, stopped: bool = False) -> str:
+        """The closing line; `stopped`: the run failed after the letters counted so far."""
         verb = "would send" if self.dry_run else "sent"
-        text = f"{self.selected} selected: {self.sent} {verb}"
+        text = f"{'stopped after ' if stopped else ''}{self.selected} selected: {self.sent} {verb}"
         if self.rejected:
             text += f", {self.rejected} still rejected by this decoder (--force sends them anyway)"
         if self.refused:
@@ -375,6 +386,11 @@ class _Tally:
             text += " (dry run, nothing sent)"
         elif self.sent:
             text += f"; redrive id {run_id}"
+        if stopped:
+            text += (
+                "; run the same command again to send the rest (a letter sent twice is "
+                "applied once)"
+            )
         return text
 
 
@@ -412,11 +428,15 @@ async def iter_dead_letters(
     )  # fmt: skip
     await consumer.start()
     try:
-        ends = await consumer.end_offsets(tps)
+        ends = await _answered(consumer.end_offsets(tps), "end offsets")
         for group in [[tp] for tp in tps] if in_position_order else [tps]:
             consumer.assign(group)
             await consumer.seek_to_beginning(*group)
-            remaining = {tp for tp in group if await consumer.position(tp) < ends[tp]}
+            remaining = set()
+            for tp in group:
+                if await _answered(consumer.position(tp), f"{tp.topic}/{tp.partition}") < ends[tp]:
+                    remaining.add(tp)
+            heard = asyncio.get_running_loop().time()
             while remaining:
                 batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
                 for tp, messages in batches.items():
@@ -429,10 +449,33 @@ async def iter_dead_letters(
                         )  # fmt: skip
                         if selection.matches(letter):
                             yield letter
-                    if messages and messages[-1].offset >= ends[tp] - 1:
+                for tp in list(remaining):
+                    # The position, not the last record: it also passes records a fetch
+                    # does not return (transaction markers).
+                    if await consumer.position(tp) >= ends[tp]:
                         remaining.discard(tp)
+                now = asyncio.get_running_loop().time()
+                if batches:
+                    heard = now
+                elif remaining and now - heard > STALL_S:
+                    left = ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(remaining))
+                    raise TimeoutError(
+                        f"nothing from Kafka for {STALL_S:.0f}s while reading {left} "
+                        "(broker down or unreachable?)"
+                    )
     finally:
         await consumer.stop()
+
+
+async def _answered(request: Awaitable[T], what: str) -> T:
+    """`request`, or TimeoutError once Kafka has not answered for `STALL_S`."""
+    try:
+        return await asyncio.wait_for(request, STALL_S)
+    except TimeoutError:
+        raise TimeoutError(
+            f"nothing from Kafka for {STALL_S:.0f}s while asking for {what} "
+            "(broker down or unreachable?)"
+        ) from None
 
 
 async def _partitions(settings: Settings, topics: Sequence[str]) -> list[TopicPartition]:
