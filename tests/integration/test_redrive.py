@@ -38,6 +38,7 @@ from tests.integration.dlq_support import (
 )
 from tests.integration.harness import WorkerProcess, produce, read_models, run_cli, wait_drained
 from tests.integration.private_kafka import PrivateKafka
+from workers import kafka_reading
 from workers.commands import dlq
 from workers.deadletter import DeadLetter, dead_letter_record
 from workers.decoding import SCHEMAS_DIR_ENV, schemas_dir
@@ -279,7 +280,7 @@ async def test_a_redrive_that_loses_kafka_midway_stops_and_says_how_far_it_got(
         return result
 
     monkeypatch.setattr(dlq, "REDRIVE_CHUNK", 3)
-    monkeypatch.setattr(dlq, "STALL_S", 5.0)
+    monkeypatch.setattr(kafka_reading, "STALL_S", 5.0)
     monkeypatch.setattr(dlq, "send_redrives", send_then_lose_kafka)
     selection = Selection(
         topics=frozenset(catalog.dead_letter_for(t).name for t in (CREATED, EXPIRED))

@@ -26,9 +26,9 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -38,11 +38,10 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from workers.deadletter import STACK, StoredDeadLetter
 from workers.dlq_query import BadTimeError, Newest, Selection, Summary, parse_when, position_key
 from workers.kafka_clients import client_kwargs, quiet_aiokafka
+from workers.kafka_reading import answered, read_to_ends
 from workers.redrive import Redrive, plan_redrive
 from workers.settings import Settings, load_settings
 from workers.topic_catalog import CatalogError, TopicCatalog, TopicRole, TopicSpec, load_catalog
-
-T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_NOT_ALL_SENT = 1
@@ -54,10 +53,6 @@ FETCH_BYTES = 16 * 1024 * 1024
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 REDRIVE_CHUNK = 1000
 """Letters a redrive reads, sends and reports at a time (what it holds in memory)."""
-STALL_S = 60.0
-"""How long reading dead letters waits for Kafka to answer before giving up. aiokafka's
-consumer retries a broker that has gone away without end (a fetch then returns nothing,
-a position waits), so without a limit `list`, `show` and `redrive` would hang silently."""
 
 _EPILOG = (
     "Topics are named by their source (reservation-created), their dead-letter topic "
@@ -428,54 +423,18 @@ async def iter_dead_letters(
     )  # fmt: skip
     await consumer.start()
     try:
-        ends = await _answered(consumer.end_offsets(tps), "end offsets")
+        ends = await answered(consumer.end_offsets(tps), "end offsets")
         for group in [[tp] for tp in tps] if in_position_order else [tps]:
-            consumer.assign(group)
-            await consumer.seek_to_beginning(*group)
-            remaining = set()
-            for tp in group:
-                if await _answered(consumer.position(tp), f"{tp.topic}/{tp.partition}") < ends[tp]:
-                    remaining.add(tp)
-            heard = asyncio.get_running_loop().time()
-            while remaining:
-                batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
-                for tp, messages in batches.items():
-                    for m in messages:
-                        if m.offset >= ends[tp]:
-                            continue
-                        letter = StoredDeadLetter.parse(
-                            tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value,
-                            list(m.headers or ()),
-                        )  # fmt: skip
-                        if selection.matches(letter):
-                            yield letter
-                for tp in list(remaining):
-                    # The position, not the last record: it also passes records a fetch
-                    # does not return (transaction markers).
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-                now = asyncio.get_running_loop().time()
-                if batches:
-                    heard = now
-                elif remaining and now - heard > STALL_S:
-                    left = ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(remaining))
-                    raise TimeoutError(
-                        f"nothing from Kafka for {STALL_S:.0f}s while reading {left} "
-                        "(broker down or unreachable?)"
-                    )
+            async for tp, messages in read_to_ends(consumer, group, ends, max_records=5000):
+                for m in messages:
+                    letter = StoredDeadLetter.parse(
+                        tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value,
+                        list(m.headers or ()),
+                    )  # fmt: skip
+                    if selection.matches(letter):
+                        yield letter
     finally:
         await consumer.stop()
-
-
-async def _answered(request: Awaitable[T], what: str) -> T:
-    """`request`, or TimeoutError once Kafka has not answered for `STALL_S`."""
-    try:
-        return await asyncio.wait_for(request, STALL_S)
-    except TimeoutError:
-        raise TimeoutError(
-            f"nothing from Kafka for {STALL_S:.0f}s while asking for {what} "
-            "(broker down or unreachable?)"
-        ) from None
 
 
 async def _partitions(settings: Settings, topics: Sequence[str]) -> list[TopicPartition]:

@@ -7,7 +7,8 @@ workers but the decoder. Against the topics, a shadow is compared with a fold of
 the records its recorded batches cover; any other copy with a fold of every record up to
 the end offsets now (from `--from`), so compare a live copy once the workers have drained.
 
-Exit codes: 0 equal, 1 different, 2 usage or a copy that does not exist.
+Exit codes: 0 equal, 1 different, 2 usage or a copy that does not exist, 3 Kafka unreachable
+(reading the topics).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
 
 from workers.generation import (
     old_prefix,
@@ -29,11 +31,12 @@ from workers.generation import (
     shadow_prefix,
     shadow_schema,
 )
+from workers.kafka_reading import KafkaSilent
 from workers.settings import Settings, load_settings
 from workers.verify.compare import compare
 from workers.verify.snapshot import Snapshot
 
-EXIT_EQUAL, EXIT_DIFFERENT, EXIT_USAGE = 0, 1, 2
+EXIT_EQUAL, EXIT_DIFFERENT, EXIT_USAGE, EXIT_KAFKA = 0, 1, 2, 3
 COPIES = ("live", "shadow", "old")
 
 
@@ -48,7 +51,8 @@ def register(subparsers: Any) -> None:
         description="Compare read-model copies: per PostgreSQL table the row count and a "
         "content hash, per Redis key family (seat, seatmap, availability) the key count "
         "and a content hash, then the first differences. projected_at is left out.",
-        epilog="Exit codes: 0 equal, 1 different, 2 usage or a missing copy.",
+        epilog="Exit codes: 0 equal, 1 different, 2 usage or a missing copy, 3 Kafka "
+        "unreachable (--against topics; it waits 60 s for an answer).",
     )
     parser.add_argument("--copy", choices=COPIES, default="live", help="default: live")
     parser.add_argument(
@@ -198,6 +202,13 @@ def run(args: argparse.Namespace) -> int:
     except VerifyError as exc:
         print(f"seatflow verify: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (KafkaError, KafkaSilent) as exc:
+        print(
+            f"seatflow verify: Kafka at {settings.kafka_bootstrap} unreachable or failing: "
+            f"{exc or type(exc).__name__}",
+            file=sys.stderr,
+        )
+        return EXIT_KAFKA
     if args.json:
         print(orjson.dumps(doc).decode())
     else:

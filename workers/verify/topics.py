@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from workers.decoding import DecodeError, decode
 from workers.events import EventType
 from workers.kafka_clients import client_kwargs
+from workers.kafka_reading import answered, read_to_ends
 from workers.settings import Settings
 from workers.topic_catalog import TopicCatalog
 from workers.verify.reference import SourceRecord, fold
@@ -42,24 +43,15 @@ async def read_sources(settings: Settings, catalog: TopicCatalog) -> list[Source
     await consumer.start()
     out: list[SourceRecord] = []
     try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
-            for tp, messages in batches.items():
-                kind = EventType(logical[tp.topic])
-                for m in messages:
-                    if m.offset >= ends[tp]:
-                        continue
-                    try:
-                        event = decode(kind, m.value, m.key, list(m.headers or ()), m.timestamp)
-                    except DecodeError:
-                        continue
-                    out.append(SourceRecord(kind.value, tp.partition, m.offset, event))
-                if messages and messages[-1].offset >= ends[tp] - 1:
-                    remaining.discard(tp)
+        ends = await answered(consumer.end_offsets(tps), "end offsets")
+        async for tp, messages in read_to_ends(consumer, tps, ends, max_records=10_000):
+            kind = EventType(logical[tp.topic])
+            for m in messages:
+                try:
+                    event = decode(kind, m.value, m.key, list(m.headers or ()), m.timestamp)
+                except DecodeError:
+                    continue
+                out.append(SourceRecord(kind.value, tp.partition, m.offset, event))
     finally:
         await consumer.stop()
     return out
