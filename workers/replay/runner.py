@@ -371,7 +371,7 @@ class Replay:
         partitions = await self._source_partitions(pipeline.catalog)
         by_label = {sp.label: sp for sp in partitions}
 
-        reader = self.reader = SourceReader(base, partitions)
+        reader = self.reader = SourceReader(base, partitions, on_wait=reporter.event)
         await reader.start()
         try:
             if run is not None:

@@ -8,8 +8,9 @@ aiokafka keeps fetching the next ones in the background while a batch is project
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -21,6 +22,12 @@ from workers.settings import Settings
 
 FETCH_MAX_BYTES = 64 * 1024 * 1024
 PARTITION_FETCH_BYTES = 16 * 1024 * 1024
+WAIT_REPORT_S = 30.0
+"""While Kafka sends nothing of a range still to read, the reader says so this often.
+
+A replay waits for a broker that has gone away (aiokafka retries it without end), as a
+worker waits for a failing dependency: it is a long batch job, and it resumes where it
+stopped anyway. But it must not wait in silence: its progress only moves per batch."""
 
 
 def consumer_for(settings: Settings, **extra: Any) -> AIOKafkaConsumer:
@@ -38,8 +45,16 @@ class SourceReader:
     """Reads `[start, end)` ranges, batch after batch; records fetched beyond a range's end
     are kept for the next batch (which starts there)."""
 
-    def __init__(self, settings: Settings, partitions: list[SourcePartition]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        partitions: list[SourcePartition],
+        on_wait: Callable[[str], None] = lambda message: None,
+    ) -> None:
         self.partitions = partitions
+        self.on_wait = on_wait
+        """Told when Kafka has sent nothing for `WAIT_REPORT_S` (again every
+        `WAIT_REPORT_S`), and when it answers again."""
         self.consumer = consumer_for(settings)
         self._by_tp = {sp.tp: sp for sp in partitions}
         self._next: dict[SourcePartition, int] = {}
@@ -72,11 +87,25 @@ class SourceReader:
             if self._next[sp] < end:
                 active.add(sp)
         consumer = self.consumer
+        clock = asyncio.get_running_loop().time
+        heard, reported = clock(), 0
         while active:
             # Only the partitions asked for: what is fetched for the others stays in
             # aiokafka's buffer, which is what makes the next batch's fetch overlap this
             # batch's projection.
             fetched = await consumer.getmany(*[sp.tp for sp in active], timeout_ms=500)
+            silent = clock() - heard
+            if fetched:
+                if reported:
+                    self.on_wait(f"Kafka is answering again after {silent:.0f}s; reading on")
+                heard, reported = clock(), 0
+            elif silent >= WAIT_REPORT_S * (reported + 1):
+                reported += 1
+                self.on_wait(
+                    f"nothing from Kafka for {silent:.0f}s while reading "
+                    f"{', '.join(sp.label for sp in sorted(active))}; waiting for it "
+                    "(a stopped run resumes from its checkpoints)"
+                )
             for tp, records in fetched.items():
                 sp = self._by_tp[tp]
                 carry = self._carry[sp]
