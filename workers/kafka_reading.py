@@ -11,6 +11,10 @@ Two things every such loop must get right, in one place:
   returns nothing, a position waits), so a loop waiting for the end offsets would hang in
   silence. After `STALL_S` without an answer it raises `KafkaSilent`, which names what it
   was reading (the commands exit with code 3, "Kafka unreachable").
+
+Read with `reading_consumer`: it resets to the earliest offset, so that if retention
+removes the segment being read, the position moves to the new log start rather than past
+everything (aiokafka's default, "latest", would end the read early, silently short).
 """
 
 from __future__ import annotations
@@ -21,10 +25,38 @@ from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from workers.kafka_clients import client_kwargs
+from workers.settings import Settings
+
 T = TypeVar("T")
 
 STALL_S = 60.0
 """How long a read waits for Kafka to answer before giving up."""
+
+
+def reading_consumer(settings: Settings, *, partition_fetch_bytes: int) -> AIOKafkaConsumer:
+    """A consumer for `read_to_ends`: no group, nothing committed, earliest on a reset."""
+    return AIOKafkaConsumer(
+        **client_kwargs(settings), group_id=None, enable_auto_commit=False,
+        auto_offset_reset="earliest", max_partition_fetch_bytes=partition_fetch_bytes,
+        fetch_max_bytes=4 * partition_fetch_bytes, request_timeout_ms=30_000,
+    )  # fmt: skip
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """`consumer.stop()`, without the CancelledError that aiokafka can raise from it when a
+    broker is down (aio-libs/aiokafka#647): its fetcher's close cancels a fetch that is
+    backing off after a failed request and awaits it, and the fetch does not catch the
+    cancellation there. That is not a cancellation of this task, and it would hide the
+    error being reported (`KafkaSilent`); it is swallowed unless this task is being
+    cancelled. The consumer is left half-closed, which a command that ends anyway can
+    afford."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 class KafkaSilent(TimeoutError):
@@ -50,11 +82,18 @@ async def read_to_ends(
     below its partition's end offset, in offset order per partition (partitions
     interleaved), until every position has reached its end."""
     consumer.assign(list(tps))
-    await consumer.seek_to_beginning(*tps)
     remaining = set()
-    for tp in tps:
-        if await answered(consumer.position(tp), f"the position of {_name(tp)}") < ends[tp]:
-            remaining.add(tp)
+    try:
+        # One limit for both: `seek_to_beginning` waits up to the request timeout for the
+        # reset and then returns without raising, and `position` then waits for ever.
+        async with asyncio.timeout(STALL_S):
+            await consumer.seek_to_beginning(*tps)
+            for tp in tps:
+                if await consumer.position(tp) < ends[tp]:
+                    remaining.add(tp)
+    except TimeoutError:
+        names = ", ".join(_name(tp) for tp in tps)
+        raise KafkaSilent(_silent(f"asking for the log start of {names}")) from None
     loop = asyncio.get_running_loop()
     heard = loop.time()
     while remaining:
@@ -64,7 +103,8 @@ async def read_to_ends(
             if below:
                 yield tp, below
         for tp in list(remaining):
-            if await consumer.position(tp) >= ends[tp]:
+            # (a reset after retention removed the next records asks the broker)
+            if await answered(consumer.position(tp), f"the position of {_name(tp)}") >= ends[tp]:
                 remaining.discard(tp)
         if batches:
             heard = loop.time()

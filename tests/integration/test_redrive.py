@@ -291,7 +291,7 @@ async def test_a_redrive_that_loses_kafka_midway_stops_and_says_how_far_it_got(
             await dlq._redrive(
                 argparse.Namespace(dry_run=False, force=False), settings, catalog, selection
             )
-        assert time.monotonic() - started < 60
+        assert time.monotonic() - started < 20  # the 5 s limit, not a request timeout
     finally:
         await asyncio.to_thread(plain_kafka.start)  # for the clean-up of the test's topics
     out = capsys.readouterr().out.splitlines()

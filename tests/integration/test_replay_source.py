@@ -62,9 +62,13 @@ async def test_a_reader_waiting_for_a_dead_broker_says_so_and_reads_on_when_it_i
         second = await asyncio.wait_for(pending, 90)
     finally:
         await reader.stop()
+        if plain_kafka.proc is None:  # failed while it was down: the clean-up needs it
+            await asyncio.to_thread(plain_kafka.start)
     assert [r.value for r in first[sp]] == [b"before-%d" % n for n in range(5)]
     assert [(r.offset, r.value) for r in second[sp]] == [(5 + n, b"after-%d" % n) for n in range(3)]
-    assert said[0].startswith("nothing from Kafka for 2s while reading reservation-created/0;")
-    assert said[1].startswith("nothing from Kafka for 4s while reading reservation-created/0;")
+    # about 2 s and 4 s: when the reader notices depends on its 0.5 s polls
+    waits = [int(line.split(" for ")[1].split("s ")[0]) for line in said[:2]]
+    assert 2 <= waits[0] < waits[1] <= 6, said
+    assert all(" while reading reservation-created/0; waiting" in line for line in said[:2])
     assert said[-1].startswith("Kafka is answering again after "), said
     assert all(line.startswith("nothing from Kafka") for line in said[:-1])

@@ -27,18 +27,19 @@ import json
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from workers.deadletter import STACK, StoredDeadLetter
 from workers.dlq_query import BadTimeError, Newest, Selection, Summary, parse_when, position_key
 from workers.kafka_clients import client_kwargs, quiet_aiokafka
-from workers.kafka_reading import answered, read_to_ends
+from workers.kafka_reading import answered, read_to_ends, reading_consumer, stop_consumer
 from workers.redrive import Redrive, plan_redrive
 from workers.settings import Settings, load_settings
 from workers.topic_catalog import CatalogError, TopicCatalog, TopicRole, TopicSpec, load_catalog
@@ -314,17 +315,20 @@ async def _redrive(
     finished = False
     try:
         plans: list[Redrive] = []
-        async for letter in iter_dead_letters(settings, selection, in_position_order=True):
-            source = sources[by_name[letter.dlq_topic].logical]
-            plans.append(
-                plan_redrive(
-                    letter, logical_topic=source.logical, topic=source.name,
-                    partitions=source.partitions, run_id=run_id,
-                )
-            )  # fmt: skip
-            if len(plans) >= REDRIVE_CHUNK:
-                await tally.redrive(producer, plans)
-                plans = []
+        # aclosing: the reader's consumer stops here, also when a send fails mid-way
+        letters = iter_dead_letters(settings, selection, in_position_order=True)
+        async with aclosing(letters):
+            async for letter in letters:
+                source = sources[by_name[letter.dlq_topic].logical]
+                plans.append(
+                    plan_redrive(
+                        letter, logical_topic=source.logical, topic=source.name,
+                        partitions=source.partitions, run_id=run_id,
+                    )
+                )  # fmt: skip
+                if len(plans) >= REDRIVE_CHUNK:
+                    await tally.redrive(producer, plans)
+                    plans = []
         await tally.redrive(producer, plans)
         finished = True
     finally:
@@ -381,10 +385,12 @@ class _Tally:
             text += " (dry run, nothing sent)"
         elif self.sent:
             text += f"; redrive id {run_id}"
-        if stopped:
+        if stopped and self.dry_run:
+            text += "; run it again for the rest"
+        elif stopped:
             text += (
-                "; run the same command again to send the rest (a letter sent twice is "
-                "applied once)"
+                "; letters of the chunk being sent when it stopped may have gone too; run "
+                "the same command again to send the rest (a letter sent twice is applied once)"
             )
         return text
 
@@ -416,11 +422,7 @@ async def iter_dead_letters(
     tps = await _partitions(settings, sorted(selection.topics or ()))
     if not tps:
         return
-    consumer = AIOKafkaConsumer(
-        **client_kwargs(settings), enable_auto_commit=False, group_id=None,
-        max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=4 * FETCH_BYTES,
-        request_timeout_ms=30_000,
-    )  # fmt: skip
+    consumer = reading_consumer(settings, partition_fetch_bytes=FETCH_BYTES)
     await consumer.start()
     try:
         ends = await answered(consumer.end_offsets(tps), "end offsets")
@@ -434,7 +436,7 @@ async def iter_dead_letters(
                     if selection.matches(letter):
                         yield letter
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _partitions(settings: Settings, topics: Sequence[str]) -> list[TopicPartition]:

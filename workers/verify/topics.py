@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from workers.decoding import DecodeError, decode
 from workers.events import EventType
 from workers.kafka_clients import client_kwargs
-from workers.kafka_reading import answered, read_to_ends
+from workers.kafka_reading import answered, read_to_ends, reading_consumer, stop_consumer
 from workers.settings import Settings
 from workers.topic_catalog import TopicCatalog
 from workers.verify.reference import SourceRecord, fold
@@ -36,10 +36,7 @@ async def read_sources(settings: Settings, catalog: TopicCatalog) -> list[Source
     """Every decodable record of every source topic, up to the end offsets seen at start."""
     logical = {spec.name: spec.logical for spec in catalog.sources()}
     tps = await partitions_of(settings, list(logical))
-    consumer = AIOKafkaConsumer(
-        **client_kwargs(settings), enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )  # fmt: skip
+    consumer = reading_consumer(settings, partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     out: list[SourceRecord] = []
     try:
@@ -53,7 +50,7 @@ async def read_sources(settings: Settings, catalog: TopicCatalog) -> list[Source
                     continue
                 out.append(SourceRecord(kind.value, tp.partition, m.offset, event))
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return out
 
 
