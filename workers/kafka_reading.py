@@ -20,15 +20,13 @@ everything (aiokafka's default, "latest", would end the read early, silently sho
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from workers.kafka_clients import client_kwargs
 from workers.settings import Settings
-
-T = TypeVar("T")
 
 STALL_S = 60.0
 """How long a read waits for Kafka to answer before giving up."""
@@ -63,12 +61,17 @@ class KafkaSilent(TimeoutError):
     """Kafka did not answer for `STALL_S` while a command was reading."""
 
 
-async def answered(request: Awaitable[T], what: str) -> T:
-    """`request`, or `KafkaSilent` once Kafka has not answered it for `STALL_S`."""
+@asynccontextmanager
+async def answering(what: str) -> AsyncIterator[None]:
+    """Raise `KafkaSilent` (naming `what`) if the block waits on Kafka for `STALL_S`."""
+    limit = asyncio.timeout(STALL_S)
     try:
-        return await asyncio.wait_for(request, STALL_S)
+        async with limit:
+            yield
     except TimeoutError:
-        raise KafkaSilent(_silent(f"asking for {what}")) from None
+        if not limit.expired():
+            raise
+        raise KafkaSilent(_silent(what)) from None
 
 
 async def read_to_ends(
@@ -83,17 +86,13 @@ async def read_to_ends(
     interleaved), until every position has reached its end."""
     consumer.assign(list(tps))
     remaining = set()
-    try:
-        # One limit for both: `seek_to_beginning` waits up to the request timeout for the
-        # reset and then returns without raising, and `position` then waits for ever.
-        async with asyncio.timeout(STALL_S):
-            await consumer.seek_to_beginning(*tps)
-            for tp in tps:
-                if await consumer.position(tp) < ends[tp]:
-                    remaining.add(tp)
-    except TimeoutError:
-        names = ", ".join(_name(tp) for tp in tps)
-        raise KafkaSilent(_silent(f"asking for the log start of {names}")) from None
+    # One limit for both: `seek_to_beginning` waits up to the request timeout for the
+    # reset and then returns without raising, and `position` then waits for ever.
+    async with answering(f"asking for the log start of {', '.join(map(_name, tps))}"):
+        await consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            if await consumer.position(tp) < ends[tp]:
+                remaining.add(tp)
     loop = asyncio.get_running_loop()
     heard = loop.time()
     while remaining:
@@ -104,7 +103,9 @@ async def read_to_ends(
                 yield tp, below
         for tp in list(remaining):
             # (a reset after retention removed the next records asks the broker)
-            if await answered(consumer.position(tp), f"the position of {_name(tp)}") >= ends[tp]:
+            async with answering(f"asking for the position of {_name(tp)}"):
+                position = await consumer.position(tp)
+            if position >= ends[tp]:
                 remaining.discard(tp)
         if batches:
             heard = loop.time()

@@ -39,7 +39,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from workers.deadletter import STACK, StoredDeadLetter
 from workers.dlq_query import BadTimeError, Newest, Selection, Summary, parse_when, position_key
 from workers.kafka_clients import client_kwargs, quiet_aiokafka
-from workers.kafka_reading import answered, read_to_ends, reading_consumer, stop_consumer
+from workers.kafka_reading import answering, read_to_ends, reading_consumer, stop_consumer
 from workers.redrive import Redrive, plan_redrive
 from workers.settings import Settings, load_settings
 from workers.topic_catalog import CatalogError, TopicCatalog, TopicRole, TopicSpec, load_catalog
@@ -346,6 +346,7 @@ class _Tally:
     def __init__(self, *, dry_run: bool, force: bool) -> None:
         self.dry_run, self.force = dry_run, force
         self.selected = self.sent = self.rejected = self.refused = 0
+        self.verb = "would send" if dry_run else "sent"
 
     async def redrive(self, producer: AIOKafkaProducer | None, plans: Sequence[Redrive]) -> None:
         to_send = [p for p in plans if p.rejection is None or self.force]
@@ -353,7 +354,6 @@ class _Tally:
         if to_send and producer is not None:
             errors = await send_redrives(producer, to_send)
             failures = {id(p): e for p, e in zip(to_send, errors, strict=True) if e is not None}
-        verb = "would send" if self.dry_run else "sent"
         self.selected += len(plans)
         for plan in plans:
             partition = "?" if plan.partition is None else str(plan.partition)
@@ -370,13 +370,13 @@ class _Tally:
                 continue
             self.sent += 1
             note = f" (still rejected: {safe(plan.rejection)})" if plan.rejection else ""
-            print(f"{where}  {verb} (origin {origin}){note}")
+            print(f"{where}  {self.verb} (origin {origin}){note}")
         sys.stdout.flush()  # progress: each chunk's lines as soon as it is done
 
     def summary(self, run_id: str, *, stopped: bool = False) -> str:
         """The closing line; `stopped`: the run failed after the letters counted so far."""
-        verb = "would send" if self.dry_run else "sent"
-        text = f"{'stopped after ' if stopped else ''}{self.selected} selected: {self.sent} {verb}"
+        prefix = "stopped after " if stopped else ""
+        text = f"{prefix}{self.selected} selected: {self.sent} {self.verb}"
         if self.rejected:
             text += f", {self.rejected} still rejected by this decoder (--force sends them anyway)"
         if self.refused:
@@ -425,7 +425,8 @@ async def iter_dead_letters(
     consumer = reading_consumer(settings, partition_fetch_bytes=FETCH_BYTES)
     await consumer.start()
     try:
-        ends = await answered(consumer.end_offsets(tps), "end offsets")
+        async with answering("asking for end offsets"):
+            ends = await consumer.end_offsets(tps)
         for group in [[tp] for tp in tps] if in_position_order else [tps]:
             async for tp, messages in read_to_ends(consumer, group, ends, max_records=5000):
                 for m in messages:

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from workers.decoding import DecodeError, decode
 from workers.events import EventType
 from workers.kafka_clients import client_kwargs
-from workers.kafka_reading import answered, read_to_ends, reading_consumer, stop_consumer
+from workers.kafka_reading import answering, read_to_ends, reading_consumer, stop_consumer
 from workers.settings import Settings
 from workers.topic_catalog import TopicCatalog
 from workers.verify.reference import SourceRecord, fold
@@ -40,7 +40,8 @@ async def read_sources(settings: Settings, catalog: TopicCatalog) -> list[Source
     await consumer.start()
     out: list[SourceRecord] = []
     try:
-        ends = await answered(consumer.end_offsets(tps), "end offsets")
+        async with answering("asking for end offsets"):
+            ends = await consumer.end_offsets(tps)
         async for tp, messages in read_to_ends(consumer, tps, ends, max_records=10_000):
             kind = EventType(logical[tp.topic])
             for m in messages:
