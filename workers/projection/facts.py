@@ -221,3 +221,52 @@ def fact_from_wire(wire: list[Any]) -> SeatFact:
             seat_number=wire[5], generated_at=_dt(wire[6]),
         )  # fmt: skip
     raise ValueError(f"unknown seat fact kind {kind!r}")
+
+
+def wires_from_event(event: Event, topic: str, partition: int, offset: int) -> list[list[Any]]:
+    """`[fact_to_wire(f) for f in facts_from_event(...)]`, without building the facts.
+
+    Why: the replay's decoding processes ship facts in their wire form only, and the fact
+    objects in between cost about as much as the wire lists themselves (a third of what
+    cutting an event into facts costs there). Same lists, element for element (tested).
+    """
+    if isinstance(event, ReservationCreated):
+        return [
+            [
+                "r", f"{topic}/{partition}/{offset}/0", event.seat_id, event.reservation_id,
+                event.message_id, event.customer_id, event.seat_number, event.section,
+                str(event.base_price), event.created_at.isoformat(),
+                event.expires_at.isoformat(),
+            ]
+        ]  # fmt: skip
+    if isinstance(event, ReservationExpired):
+        return [
+            [
+                "x", f"{topic}/{partition}/{offset}/0", event.seat_id, event.reservation_id,
+                event.message_id, event.customer_id, event.concert_event_id,
+                event.expired_at.isoformat(),
+            ]
+        ]  # fmt: skip
+    if isinstance(event, OrderPlaced):
+        prefix = f"{topic}/{partition}/{offset}/"
+        count = len(event.items)
+        total, placed = str(event.total_amount), event.placed_at.isoformat()
+        return [
+            [
+                "o", f"{prefix}{index}", item.seat_id, event.order_id, event.message_id,
+                item.reservation_id, event.customer_id, str(item.price), index, count, total,
+                event.currency, placed,
+            ]
+            for index, item in enumerate(event.items)
+        ]  # fmt: skip
+    if isinstance(event, SeatsGenerated):
+        prefix = f"{topic}/{partition}/{offset}/"
+        concert, generated = event.concert_event_id, event.generated_at.isoformat()
+        return [
+            [
+                "c", f"{prefix}{index}", seat.seat_id, concert, seat.section,
+                seat.seat_number, generated,
+            ]
+            for index, seat in enumerate(event.seats)
+        ]  # fmt: skip
+    raise TypeError(f"not an event: {event!r}")

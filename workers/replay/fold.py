@@ -27,16 +27,22 @@ mutations it yielded the first time, and the sinks' checkpoints decide what to a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
 
 from workers.decoding import DecodeError, decode
-from workers.events import EventType
+from workers.events import Event, EventType
 from workers.projection.batches import state_json
-from workers.projection.facts import SeatFact, fact_from_wire, fact_to_wire, facts_from_event
+from workers.projection.facts import (
+    SeatFact,
+    fact_from_wire,
+    fact_to_wire,
+    facts_from_event,
+    wires_from_event,
+)
 from workers.projection.model import Mutations
 from workers.projection.seat import Position, SeatState, apply_range
 from workers.records import RawRecord
@@ -143,21 +149,10 @@ def decode_chunk(records: Sequence[PlainRecord]) -> DecodedChunk:
     Fact ids name the logical topic, partition and offset, as the ingest stage does; a
     redriven copy is named after its original record (`fact_position`)."""
     facts: list[SeatFact] = []
-    rejected = 0
-    for logical, topic, partition, offset, timestamp, key, value, headers in records:
-        try:
-            event = decode(_TYPES[logical], value, key, headers, timestamp)
-        except DecodeError:
-            rejected += 1  # a dead letter of the live worker: parked already
-            continue
-        if headers:
-            raw = RawRecord(
-                topic, partition, offset, timestamp, key, value,
-                tuple((str(k), bytes(v or b"")) for k, v in headers),
-            )  # fmt: skip
-            partition, offset = fact_position(raw, logical)
+    decoded = _Decoded(records)
+    for event, logical, partition, offset in decoded:
         facts.extend(facts_from_event(event, logical, partition, offset))
-    return len(records), rejected, facts
+    return len(records), decoded.rejected, facts
 
 
 def decode_chunk_wire(records: Sequence[PlainRecord]) -> WireChunk:
@@ -168,10 +163,38 @@ def decode_chunk_wire(records: Sequence[PlainRecord]) -> WireChunk:
     Python), and the projecting process is the bottleneck. JSON is cheaper to ship and
     to turn back into facts there, and it is also the largest part of encoding the seat
     states for the changelog, which this moves into the decoding process (`encode_seat`).
-    Facts survive the wire form exactly: the live pipeline ships them that way too.
+    Facts survive the wire form exactly: the live pipeline ships them that way too. The
+    wire lists are made from the events directly (`wires_from_event`).
     """
-    events, rejected, facts = decode_chunk(records)
-    return events, rejected, [orjson.dumps(fact_to_wire(fact)) for fact in facts]
+    encoded: list[bytes] = []
+    decoded = _Decoded(records)
+    for event, logical, partition, offset in decoded:
+        encoded.extend(map(orjson.dumps, wires_from_event(event, logical, partition, offset)))
+    return len(records), decoded.rejected, encoded
+
+
+class _Decoded:
+    """The decodable records' events with the position their facts are named after;
+    counts the rejected ones."""
+
+    def __init__(self, records: Sequence[PlainRecord]) -> None:
+        self.records = records
+        self.rejected = 0
+
+    def __iter__(self) -> Iterator[tuple[Event, str, int, int]]:
+        for logical, topic, partition, offset, timestamp, key, value, headers in self.records:
+            try:
+                event = decode(_TYPES[logical], value, key, headers, timestamp)
+            except DecodeError:
+                self.rejected += 1  # a dead letter of the live worker: parked already
+                continue
+            if headers:
+                raw = RawRecord(
+                    topic, partition, offset, timestamp, key, value,
+                    tuple((str(k), bytes(v or b"")) for k, v in headers),
+                )  # fmt: skip
+                partition, offset = fact_position(raw, logical)
+            yield event, logical, partition, offset
 
 
 def encode_seat(state: SeatState, wires: Mapping[str, tuple[SeatFact, bytes]]) -> bytes:
