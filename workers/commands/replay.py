@@ -91,8 +91,8 @@ def register(subparsers: Any) -> None:
         type=int,
         default=DEFAULT_BATCH_EVENTS,
         metavar="N",
-        help="source records per batch, at most (default 250000; the first and the last "
-        "batches are smaller, so that the pipeline fills and drains quickly)",
+        help="source records per batch (default 250000; larger batches cost less per "
+        "event and more memory; a killed run processes its unfinished batches again)",
     )
     parser.add_argument(
         "--catch-up-threshold",
@@ -105,8 +105,8 @@ def register(subparsers: Any) -> None:
         "--decode-processes",
         type=int,
         metavar="N",
-        help="processes that decode while this one projects (default: one per core but "
-        "one, for replays of 100,000 events or more; 0: none)",
+        help="processes that decode while this one projects (default: one per core, "
+        "for replays of 100,000 events or more; 0: none)",
     )
     parser.add_argument("--json", action="store_true", help="JSON lines (progress, summary)")
     parser.add_argument(

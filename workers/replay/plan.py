@@ -123,23 +123,12 @@ async def resolve(
 
 
 DEFAULT_BATCH_EVENTS = 250_000
-"""The largest batch, by default (see `runner.Options.batch_events`)."""
-RAMP_FIRST = 20_000
-"""Records of the first batch a run plans (unless `--batch-events` is smaller)."""
+"""The batch size, by default (see `runner.Options.batch_events`).
 
-
-def batch_budget(limit: int, nth: int, remaining: int) -> int:
-    """Records for the `nth` batch a run plans (0: the first), `remaining` being left.
-
-    Batches are processed in a pipeline (decode the next / fold this one / write the
-    previous one's sinks), so the first batch's decoding and the last one's sink writes
-    overlap nothing. Large batches are cheaper (a seat is derived, encoded and written
-    once per batch it appears in), so: start at `RAMP_FIRST` and double up to `limit`,
-    and near the end never take more than half of what remains (at least `RAMP_FIRST`),
-    so the pipeline fills and drains with small batches.
-    """
-    ramp = RAMP_FIRST << min(nth, 32)
-    return max(1, min(limit, ramp, max(RAMP_FIRST, remaining // 2)))
+Every batch is this large (but the last): a seat is derived, encoded, saved and written
+once per batch it appears in, so each batch boundary costs work. Smaller first and last
+batches (to fill and drain the decode / fold / write pipeline sooner) cost more than they
+saved: with decoding processes on every core, nothing waits long for the first batch."""
 
 
 def next_ranges(

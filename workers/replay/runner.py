@@ -72,7 +72,6 @@ from workers.replay.plan import (
     Offsets,
     Plan,
     SourcePartition,
-    batch_budget,
     describe_point,
     next_ranges,
     parse_point,
@@ -122,18 +121,19 @@ class Options:
     models: str = "all"
     swap: bool = True
     batch_events: int = DEFAULT_BATCH_EVENTS
-    """The largest batch (`plan.batch_budget`: the first ones are smaller, and so are the
-    last ones). Large: a seat is derived, encoded, saved and written once per batch it
-    appears in, so the cost per event falls with the batch size (a replay holds every
-    seat state in memory anyway)."""
+    """Records per batch (`plan.DEFAULT_BATCH_EVENTS`). Large: a seat is derived, encoded,
+    saved and written once per batch it appears in, so the cost per event falls with the
+    batch size (a replay holds every seat state in memory anyway)."""
     catch_up_threshold: int | None = None
     """Fence the live generation once fewer events than this remain (default: half a
     batch, at most 10,000): the final catch-up, while the live copy is frozen, is then
     about one batch."""
     dry_run: bool = False
     decode_processes: int | None = None
-    """Worker processes that decode (None: one per core but one, for replays of at least
-    `POOL_MIN_EVENTS`; 0: decode in this process)."""
+    """Worker processes that decode (None: one per core, for replays of at least
+    `POOL_MIN_EVENTS`; 0: decode in this process). One per core, not one fewer: they
+    decode the first batch on every core while this process has nothing to fold yet, and
+    later share the cores with it (bench/replay.py: 0.94 of the time with one)."""
 
     def recorded(self) -> dict[str, Any]:
         """What a resumed run must ask for again (swap may change: build now, swap later)."""
@@ -415,7 +415,7 @@ class Replay:
             processes = options.decode_processes
             if processes is None:
                 big = plan.events() >= POOL_MIN_EVENTS
-                processes = max(1, (os.cpu_count() or 1) - 1) if big else 0
+                processes = (os.cpu_count() or 1) if big else 0
             self.decoder = Decoder(processes)
             try:
                 await self._fold_all(
@@ -534,7 +534,6 @@ class Replay:
             if threshold is None:
                 threshold = max(1, min(self.options.batch_events // 2, 10_000))
             fenced = self.fenced_at is not None
-            planned_now = 0
             if fenced and handover:
                 plan.ends = await reader.end_offsets()  # a rerun after the fence: S now
             while True:
@@ -544,8 +543,7 @@ class Replay:
                         await self._fence(control, target)
                         fenced = True
                         plan.ends = await reader.end_offsets()  # S
-                budget = batch_budget(self.options.batch_events, planned_now, plan.events(planned))
-                ranges = next_ranges(planned, plan.ends, budget)
+                ranges = next_ranges(planned, plan.ends, self.options.batch_events)
                 if not ranges:
                     if fenced or not handover:
                         break
@@ -558,7 +556,6 @@ class Replay:
                     planned[sp] = hi
                 await queue.put(prepared)
                 batch_no += 1
-                planned_now += 1
             await queue.put(None)
         except asyncio.CancelledError:
             raise

@@ -16,7 +16,7 @@ from workers.replay.fold import (
     encode_seat,
     plain,
 )
-from workers.replay.plan import RAMP_FIRST, batch_budget
+from workers.replay.plan import DEFAULT_BATCH_EVENTS, SourcePartition, next_ranges
 from workers.replay.shadow import absolute_parts
 
 from .test_fold import as_records, split
@@ -64,13 +64,17 @@ def test_redis_value_parts_cover_the_batch_in_small_pieces() -> None:
         assert together.seatmap_del == m.seatmap_del
 
 
-def test_batches_ramp_up_and_down() -> None:
-    sizes, left, nth = [], 1_000_000, 0
-    while left:
-        size = min(left, batch_budget(250_000, nth, left))
-        sizes.append(size)
-        left, nth = left - size, nth + 1
-    assert sizes[:4] == [RAMP_FIRST, 2 * RAMP_FIRST, 4 * RAMP_FIRST, 8 * RAMP_FIRST]
-    assert max(sizes) == 250_000
-    assert sizes[-1] <= RAMP_FIRST
-    assert batch_budget(1000, 0, 10**6) == 1000  # a small --batch-events is the size
+def test_batches_are_full_but_the_last() -> None:
+    """No ramp: every batch boundary costs a derivation and a write of the seats on both
+    sides, so a run of a million records over uneven partitions takes as few batches as it can."""
+    partitions = [SourcePartition("t", p, "x.t") for p in range(16)]
+    positions = dict.fromkeys(partitions, 0)
+    ends = {sp: 40_000 + 4_567 * sp.partition for sp in partitions}
+    total = sum(ends.values())
+    sizes = []
+    while ranges := next_ranges(positions, ends, DEFAULT_BATCH_EVENTS):
+        sizes.append(sum(hi - lo for lo, hi in ranges.values()))
+        positions.update({sp: hi for sp, (_, hi) in ranges.items()})
+    assert sum(sizes) == total
+    assert len(sizes) == -(-total // DEFAULT_BATCH_EVENTS) == 5
+    assert all(DEFAULT_BATCH_EVENTS - 16 <= size <= DEFAULT_BATCH_EVENTS for size in sizes[:-1])
