@@ -42,11 +42,15 @@ class Tick:
 
 
 class Rate:
-    """Events per second over a sliding window of recent samples."""
+    """Events per second over a sliding window of recent samples.
 
-    def __init__(self, window_s: float = 30.0) -> None:
+    `start`: (time, events) when the run began, so the first sample already has a rate
+    (progress comes a batch at a time, and a first line without rate or ETA after a whole
+    batch helps nobody)."""
+
+    def __init__(self, window_s: float = 30.0, start: tuple[float, int] | None = None) -> None:
         self.window_s = window_s
-        self._samples: deque[tuple[float, int]] = deque()
+        self._samples: deque[tuple[float, int]] = deque([start] if start else [])
 
     def add(self, now: float, events: int) -> float:
         self._samples.append((now, events))

@@ -477,7 +477,7 @@ class Replay:
         self._queued: asyncio.Future[None] | None = None
         """Done once the newest commit has queued its changelog records."""
         self._started = time.monotonic()
-        self._rate = Rate()
+        self._rate = Rate(start=(self._started, summary.events_read))
         queue: asyncio.Queue[Prepared | BaseException | None] = asyncio.Queue(maxsize=2)
         producer = asyncio.create_task(
             self._prepare_all(

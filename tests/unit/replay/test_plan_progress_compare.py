@@ -18,7 +18,7 @@ from workers.replay.plan import (
     next_ranges,
     parse_point,
 )
-from workers.replay.progress import JsonReporter, LineReporter, Tick, TtyReporter
+from workers.replay.progress import JsonReporter, LineReporter, Rate, Tick, TtyReporter
 from workers.settings import Settings
 from workers.verify.compare import compare
 from workers.verify.snapshot import Snapshot
@@ -136,3 +136,12 @@ def test_different_copies_name_the_part_and_the_key() -> None:
         "redis seat:s1: {'status': 'reserved'} != {'status': 'available'}"
     ]
     assert compare(left, right, redis=False).equal  # PostgreSQL only
+
+
+def test_the_first_progress_has_a_rate_when_the_start_is_known() -> None:
+    assert Rate().add(10.0, 1000) == 0.0  # one sample: no rate
+    assert Rate(start=(0.0, 0)).add(10.0, 1000) == 100.0
+    rate = Rate(window_s=30.0, start=(0.0, 0))
+    rate.add(10.0, 1000)
+    rate.add(40.0, 4000)
+    assert rate.add(50.0, 7000) == 300.0  # the start has left the 30 s window
