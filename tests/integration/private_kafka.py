@@ -27,6 +27,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -36,6 +37,17 @@ from tests.integration.private_services import _answers, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIB = Path(os.environ.get("SEATFLOW_KAFKA_LIB", ROOT / ".cache" / "kafka" / "lib"))
+
+
+def new_cluster_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, as Kafka's
+    own `Uuid.randomUuid()` makes them, which also never starts with "-": the storage
+    tool would read such an id as an option ("argument --cluster-id/-t: expected one
+    argument", one format in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(random_bytes(16)).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _run(*args: str, cwd: Path) -> None:
@@ -205,7 +217,7 @@ class PrivateKafka:
         raise RuntimeError(f"private kafka not ready in {within}s:\n{self.tail()}")
 
     def _format(self, props: Path) -> None:
-        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         scram = [
             arg
             for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256")
