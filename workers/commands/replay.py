@@ -105,8 +105,8 @@ def register(subparsers: Any) -> None:
         "--decode-processes",
         type=int,
         metavar="N",
-        help="processes that decode while this one projects (default: one per core, "
-        "for replays of 100,000 events or more; 0: none)",
+        help="processes that decode while this one projects (default: one per core, at "
+        "most 4, for replays of 100,000 events or more; 0: none)",
     )
     parser.add_argument("--json", action="store_true", help="JSON lines (progress, summary)")
     parser.add_argument(

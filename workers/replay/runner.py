@@ -105,6 +105,10 @@ the event loop takes in between other work (the previous batch's sinks)."""
 REDIS_TIMEOUT_S = 120.0
 POOL_MIN_EVENTS = 100_000
 """Below this, starting decoding processes (~1 s) costs more than it saves."""
+MAX_DEFAULT_DECODERS = 4
+"""Decoding processes by default at most: this process folds about one event in 36 us and a
+decoder decodes one in 29 us, so beyond a few decoders the others only wait (and each
+holds its own interpreter and heap)."""
 
 T = TypeVar("T")
 
@@ -130,10 +134,11 @@ class Options:
     about one batch."""
     dry_run: bool = False
     decode_processes: int | None = None
-    """Worker processes that decode (None: one per core, for replays of at least
-    `POOL_MIN_EVENTS`; 0: decode in this process). One per core, not one fewer: they
-    decode the first batch on every core while this process has nothing to fold yet, and
-    later share the cores with it (bench/replay.py: 0.94 of the time with one)."""
+    """Worker processes that decode (None: one per core, at most `MAX_DEFAULT_DECODERS`,
+    for replays of at least `POOL_MIN_EVENTS`; 0: decode in this process). One per core,
+    not one fewer: they decode the first batch on every core while this process has
+    nothing to fold yet, and later share the cores with it (bench/replay.py on two
+    cores: 0.94 of the time with one)."""
 
     def recorded(self) -> dict[str, Any]:
         """What a resumed run must ask for again (swap may change: build now, swap later)."""
@@ -191,6 +196,13 @@ def _flags(options: dict[str, Any]) -> str:
     if options.get("to") is not None:
         flags.append(f"--to {options['to']}")
     return " ".join(flags)
+
+
+def default_decoders(events: int, cpus: int | None) -> int:
+    """Decoding processes for a replay of `events` on `cpus` cores (`Options.decode_processes`)."""
+    if events < POOL_MIN_EVENTS:
+        return 0
+    return min(cpus or 1, MAX_DEFAULT_DECODERS)
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -414,8 +426,7 @@ class Replay:
             shadow.open_sinks(self.models)
             processes = options.decode_processes
             if processes is None:
-                big = plan.events() >= POOL_MIN_EVENTS
-                processes = (os.cpu_count() or 1) if big else 0
+                processes = default_decoders(plan.events(), os.cpu_count())
             self.decoder = Decoder(processes)
             try:
                 await self._fold_all(

@@ -17,6 +17,7 @@ from workers.replay.fold import (
     plain,
 )
 from workers.replay.plan import DEFAULT_BATCH_EVENTS, SourcePartition, next_ranges
+from workers.replay.runner import MAX_DEFAULT_DECODERS, POOL_MIN_EVENTS, default_decoders
 from workers.replay.shadow import absolute_parts
 
 from .test_fold import as_records, split
@@ -78,3 +79,10 @@ def test_batches_are_full_but_the_last() -> None:
     assert sum(sizes) == total
     assert len(sizes) == -(-total // DEFAULT_BATCH_EVENTS) == 5
     assert all(DEFAULT_BATCH_EVENTS - 16 <= size <= DEFAULT_BATCH_EVENTS for size in sizes[:-1])
+
+
+def test_decoding_processes_by_default_one_per_core_up_to_a_few() -> None:
+    assert default_decoders(1_000_000, 2) == 2  # not one fewer: see Options.decode_processes
+    assert default_decoders(1_000_000, 64) == MAX_DEFAULT_DECODERS == 4
+    assert default_decoders(1_000_000, None) == 1  # the core count is unknown
+    assert default_decoders(POOL_MIN_EVENTS - 1, 8) == 0  # starting them costs more
