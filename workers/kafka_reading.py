@@ -12,6 +12,7 @@ Two things every such loop must get right, in one place:
   silence. After `STALL_S` without an answer it raises `KafkaSilent`, which names what it
   was reading (the commands exit with code 3, "Kafka unreachable").
 
+`read_topics` does all of it with a consumer of its own; `read_to_ends` with a given one.
 Read with `reading_consumer`: it resets to the earliest offset, so that if retention
 removes the segment being read, the position moves to the new log start rather than past
 everything (aiokafka's default, "latest", would end the read early, silently short).
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -112,6 +113,34 @@ async def read_to_ends(
         elif remaining and loop.time() - heard > STALL_S:
             left = ", ".join(_name(tp) for tp in sorted(remaining))
             raise KafkaSilent(_silent(f"reading {left}"))
+
+
+async def read_topics(
+    settings: Settings,
+    tps: Sequence[TopicPartition],
+    *,
+    partition_fetch_bytes: int,
+    max_records: int,
+    one_partition_at_a_time: bool = False,
+) -> AsyncIterator[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]]:
+    """`read_to_ends` of `tps` up to the end offsets they have now, with a consumer of its
+    own (stopped when the reading ends, is closed or fails).
+
+    `one_partition_at_a_time`: partition after partition, in the order of `tps`;
+    otherwise all at once, interleaved (faster)."""
+    consumer = reading_consumer(settings, partition_fetch_bytes=partition_fetch_bytes)
+    await consumer.start()
+    try:
+        async with answering("asking for end offsets"):
+            ends = await consumer.end_offsets(list(tps))
+        for group in [[tp] for tp in tps] if one_partition_at_a_time else [tps]:
+            async with aclosing(
+                read_to_ends(consumer, group, ends, max_records=max_records)
+            ) as runs:
+                async for run in runs:
+                    yield run
+    finally:
+        await stop_consumer(consumer)
 
 
 def _name(tp: TopicPartition) -> str:

@@ -39,7 +39,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from workers.deadletter import STACK, StoredDeadLetter
 from workers.dlq_query import BadTimeError, Newest, Selection, Summary, parse_when, position_key
 from workers.kafka_clients import client_kwargs, quiet_aiokafka
-from workers.kafka_reading import answering, read_to_ends, reading_consumer, stop_consumer
+from workers.kafka_reading import read_topics
 from workers.redrive import Redrive, plan_redrive
 from workers.settings import Settings, load_settings
 from workers.topic_catalog import CatalogError, TopicCatalog, TopicRole, TopicSpec, load_catalog
@@ -422,22 +422,19 @@ async def iter_dead_letters(
     tps = await _partitions(settings, sorted(selection.topics or ()))
     if not tps:
         return
-    consumer = reading_consumer(settings, partition_fetch_bytes=FETCH_BYTES)
-    await consumer.start()
-    try:
-        async with answering("asking for end offsets"):
-            ends = await consumer.end_offsets(tps)
-        for group in [[tp] for tp in tps] if in_position_order else [tps]:
-            async for tp, messages in read_to_ends(consumer, group, ends, max_records=5000):
-                for m in messages:
-                    letter = StoredDeadLetter.parse(
-                        tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value,
-                        list(m.headers or ()),
-                    )  # fmt: skip
-                    if selection.matches(letter):
-                        yield letter
-    finally:
-        await stop_consumer(consumer)
+    runs = read_topics(
+        settings, tps, partition_fetch_bytes=FETCH_BYTES, max_records=5000,
+        one_partition_at_a_time=in_position_order,
+    )  # fmt: skip
+    async with aclosing(runs):
+        async for tp, messages in runs:
+            for m in messages:
+                letter = StoredDeadLetter.parse(
+                    tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value,
+                    list(m.headers or ()),
+                )  # fmt: skip
+                if selection.matches(letter):
+                    yield letter
 
 
 async def _partitions(settings: Settings, topics: Sequence[str]) -> list[TopicPartition]:

@@ -7,13 +7,15 @@ batching, partitioning or sinks.
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from workers.decoding import DecodeError, decode
 from workers.events import EventType
 from workers.kafka_clients import client_kwargs
-from workers.kafka_reading import answering, read_to_ends, reading_consumer, stop_consumer
+from workers.kafka_reading import read_topics
 from workers.settings import Settings
 from workers.topic_catalog import TopicCatalog
 from workers.verify.reference import SourceRecord, fold
@@ -36,13 +38,10 @@ async def read_sources(settings: Settings, catalog: TopicCatalog) -> list[Source
     """Every decodable record of every source topic, up to the end offsets seen at start."""
     logical = {spec.name: spec.logical for spec in catalog.sources()}
     tps = await partitions_of(settings, list(logical))
-    consumer = reading_consumer(settings, partition_fetch_bytes=8 * 1024 * 1024)
-    await consumer.start()
     out: list[SourceRecord] = []
-    try:
-        async with answering("asking for end offsets"):
-            ends = await consumer.end_offsets(tps)
-        async for tp, messages in read_to_ends(consumer, tps, ends, max_records=10_000):
+    runs = read_topics(settings, tps, partition_fetch_bytes=8 * 1024 * 1024, max_records=10_000)
+    async with aclosing(runs):
+        async for tp, messages in runs:
             kind = EventType(logical[tp.topic])
             for m in messages:
                 try:
@@ -50,8 +49,6 @@ async def read_sources(settings: Settings, catalog: TopicCatalog) -> list[Source
                 except DecodeError:
                     continue
                 out.append(SourceRecord(kind.value, tp.partition, m.offset, event))
-    finally:
-        await stop_consumer(consumer)
     return out
 
 
