@@ -27,10 +27,8 @@ import gc
 import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from multiprocessing import get_context
 from typing import Any, TypeVar
 
 import asyncpg
@@ -52,16 +50,15 @@ from workers.generation import (
     shadow_prefix,
     shadow_schema,
 )
-from workers.heap import keep_freed_heap
 from workers.kafka_clients import client_kwargs
 from workers.projection.seat import SeatState
 from workers.replay import swap
+from workers.replay.decoders import Decoders, ReadTask, decoded
 from workers.replay.fold import (
     BatchFold,
     PlainRecord,
     WireChunk,
     decode_chunk,
-    decode_chunk_wire,
     encode_seat,
     plain,
 )
@@ -99,9 +96,6 @@ SEATS_CHANGELOG = "{group}-seats-changelog"
 CHUNK = 250
 """Records or seats folded between two yields to the event loop: the changelog writes and
 sink transactions of the previous batch run in this loop meanwhile, one step per yield."""
-DECODE_CHUNK = 10_000
-"""At most this many records per decoding task: a large batch comes back in pieces that
-the event loop takes in between other work (the previous batch's sinks)."""
 REDIS_TIMEOUT_S = 120.0
 POOL_MIN_EVENTS = 100_000
 """Below this, starting decoding processes (~1 s) costs more than it saves."""
@@ -222,41 +216,9 @@ class Prepared:
     ranges: Ranges
     phase: str
     records: list[PlainRecord]
-    decoding: list[asyncio.Future[WireChunk]] | None
-    """Chunks being decoded by worker processes, in order; None: decode in-process."""
-
-
-class Decoder:
-    """Decoding (the largest cost after the seat state machine) in worker processes.
-
-    Decoding is pure and per record, so a batch is cut into chunks decoded in parallel
-    while this process projects the previous batch; the facts come back in order, in their
-    wire form (`decode_chunk_wire`), and get their positions here (`BatchFold.add_wire`).
-    Spawned processes: forking a process that runs an event loop and Kafka clients is not
-    safe.
-    """
-
-    def __init__(self, processes: int) -> None:
-        self.processes = processes
-        self.pool: ProcessPoolExecutor | None = None
-        if processes > 0:
-            self.pool = ProcessPoolExecutor(
-                processes, mp_context=get_context("spawn"), initializer=keep_freed_heap
-            )
-
-    def submit(self, records: list[PlainRecord]) -> list[asyncio.Future[WireChunk]] | None:
-        if self.pool is None:
-            return None
-        loop = asyncio.get_running_loop()
-        size = max(CHUNK, min(DECODE_CHUNK, -(-len(records) // (2 * self.processes))))
-        return [
-            loop.run_in_executor(self.pool, decode_chunk_wire, records[i : i + size])
-            for i in range(0, len(records), size)
-        ]
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+    """Read by this process, to decode here (no decoding processes)."""
+    decoding: list[tuple[ReadTask, asyncio.Future[WireChunk]]] | None
+    """Chunks being read and decoded by the decoding processes, in order; None: here."""
 
 
 class Replay:
@@ -272,6 +234,7 @@ class Replay:
             0.0,
         )
         self.states: dict[str, SeatState] = {}
+        self.decoders: Decoders | None = None
 
     # ------------------------------------------------------------ entry point
     async def run(self) -> Summary:
@@ -427,13 +390,16 @@ class Replay:
             processes = options.decode_processes
             if processes is None:
                 processes = default_decoders(plan.events(), os.cpu_count())
-            self.decoder = Decoder(processes)
+            self.decoders = Decoders(base, processes) if processes > 0 else None
+            if self.decoders is not None:
+                reader.pause()  # they read the batches; this reader only asks for offsets
             try:
                 await self._fold_all(
                     control, pipeline, shadow, reader, partitions, plan, fixed, handover, summary
                 )
             finally:
-                self.decoder.close()
+                if self.decoders is not None:
+                    self.decoders.close()
         finally:
             await reader.stop()
         summary.seats = len(self.states)
@@ -583,14 +549,15 @@ class Replay:
         self.fenced_at = time.monotonic()
 
     async def _prepare(self, batch_no: int, ranges: Ranges, phase: str) -> Prepared:
+        if self.decoders is not None:
+            return Prepared(batch_no, ranges, phase, [], self.decoders.submit(ranges))
         started = time.perf_counter()
         fetched = await self.reader.read(ranges)
         records = [
             plain(sp.logical, record) for sp in sorted(fetched) for record in fetched[sp]
         ]  # the batch's fixed processing order: partitions sorted, offsets up
         self.phases["fetch"] += time.perf_counter() - started
-        futures = self.decoder.submit(records)
-        return Prepared(batch_no, ranges, phase, records, futures)
+        return Prepared(batch_no, ranges, phase, records, None)
 
     async def _hand_over(
         self,
@@ -638,8 +605,8 @@ class Replay:
         t1 = time.perf_counter()
         fold = BatchFold(prepared.batch_no)
         if prepared.decoding is not None:
-            for chunk in prepared.decoding:
-                fold.add_wire(await chunk)  # decoded by the worker processes, in order
+            for task, chunk in prepared.decoding:  # in order
+                fold.add_wire(await decoded(task, chunk, self.reporter.event))
         else:
             for records in _chunks(prepared.records, CHUNK):
                 fold.add(decode_chunk(records))

@@ -30,12 +30,14 @@ worker waits for a failing dependency: it is a long batch job, and it resumes wh
 stopped anyway. But it must not wait in silence: its progress only moves per batch."""
 
 
-def consumer_for(settings: Settings, **extra: Any) -> AIOKafkaConsumer:
+def consumer_for(
+    settings: Settings, *, partition_fetch_bytes: int = PARTITION_FETCH_BYTES, **extra: Any
+) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         **client_kwargs(settings),
         enable_auto_commit=False,
         fetch_max_bytes=FETCH_MAX_BYTES,
-        max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+        max_partition_fetch_bytes=partition_fetch_bytes,
         fetch_max_wait_ms=100,
         **extra,
     )
@@ -66,6 +68,10 @@ class SourceReader:
 
     async def stop(self) -> None:
         await self.consumer.stop()
+
+    def pause(self) -> None:
+        """Fetch nothing in the background (the decoding processes read the records)."""
+        self.consumer.pause(*self.consumer.assignment())
 
     async def end_offsets(self) -> dict[SourcePartition, int]:
         ends = await self.consumer.end_offsets([sp.tp for sp in self.partitions])

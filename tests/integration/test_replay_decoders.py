@@ -1,0 +1,103 @@
+"""The decoding processes read their ranges from Kafka themselves: exactly the records of
+each range, decoded exactly as this process decodes what its own reader reads."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.integration.conftest import SettingsFactory
+from tests.integration.harness import produce, run_cli
+from workers.kafka_clients import client_kwargs
+from workers.loadgen.scenario import ScenarioShape, scenario
+from workers.replay.decoders import Decoders, RangeReader
+from workers.replay.fold import decode_chunk_wire, plain
+from workers.replay.plan import SourcePartition
+from workers.replay.source import SourceReader
+from workers.settings import Settings
+from workers.topic_catalog import load_catalog
+from workers.verify.topics import partitions_of
+
+pytestmark = pytest.mark.integration
+
+
+async def _sources(settings: Settings) -> list[SourcePartition]:
+    logical = {spec.name: spec.logical for spec in load_catalog(settings).sources()}
+    tps = await partitions_of(settings, list(logical))
+    return sorted(SourcePartition(logical[tp.topic], tp.partition, tp.topic) for tp in tps)
+
+
+async def _loaded(settings: Settings) -> tuple[list[SourcePartition], dict, dict]:  # type: ignore[type-arg]
+    """A scenario and one undecodable record in the source topics; every partition's
+    records as this process's reader reads them, and the ranges [0, end)."""
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    await produce(
+        settings, scenario(seed=11, shape=ScenarioShape(concert_events=2, reservations=900))
+    )
+    created = load_catalog(settings).get("reservation-created").name
+    producer = AIOKafkaProducer(**client_kwargs(settings))
+    await producer.start()
+    try:
+        await producer.send_and_wait(created, b"\xff not json", partition=1)
+    finally:
+        await producer.stop()
+    sources = await _sources(settings)
+    reader = SourceReader(settings, sources)
+    await reader.start()
+    try:
+        ends = await reader.end_offsets()
+        ranges = {sp: (0, ends[sp]) for sp in sources}
+        everything = await reader.read(ranges)
+    finally:
+        await reader.stop()
+    return sources, ranges, everything
+
+
+async def test_decoding_processes_read_and_decode_what_this_process_would(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory()
+    _, ranges, everything = await _loaded(settings)
+    expected = decode_chunk_wire(
+        [plain(sp.logical, r) for sp in sorted(everything) for r in everything[sp]]
+    )
+    assert expected[1] == 1  # the undecodable record is counted as rejected, not lost
+
+    pool = Decoders(settings, 2)
+    try:
+        chunks = [await chunk for _, chunk in pool.submit(ranges)]
+    finally:
+        pool.close()
+    assert len(chunks) > 2
+    assert sum(c[0] for c in chunks) == expected[0] == sum(hi for _, hi in ranges.values())
+    assert sum(c[1] for c in chunks) == 1
+    assert [wire for c in chunks for wire in c[2]] == expected[2]
+
+
+async def test_a_range_reader_reads_exactly_each_range_in_any_order(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory()
+    sources, ranges, everything = await _loaded(settings)
+    busy = [sp for sp in sources if ranges[sp][1] >= 40]
+    rng = random.Random(3)
+    asks = []
+    for sp in busy:
+        end = ranges[sp][1]
+        cuts = sorted({0, end, *rng.sample(range(1, end), 5)})
+        asks += [(sp, lo, hi) for lo, hi in itertools.pairwise(cuts)]
+        asks.append((sp, 0, end))  # the whole partition again, after its pieces
+    rng.shuffle(asks)
+    reader = RangeReader(settings)
+    try:
+        for sp, lo, hi in asks:
+            got = await reader.read((sp.logical, sp.topic, sp.partition, lo, hi))
+            want = [plain(sp.logical, r) for r in everything[sp][lo:hi]]
+            assert got == want, (sp.label, lo, hi)
+    finally:
+        assert reader.consumer is not None
+        await asyncio.wait_for(reader.consumer.stop(), 30)

@@ -1,0 +1,156 @@
+"""Decoding processes: each reads its share of a batch from Kafka itself and decodes it.
+
+Why they read, and not the projecting process: that process is the replay's critical path
+(it projects, encodes and writes every batch alone), and parsing Kafka's record batches,
+copying the records into plain tuples and pickling them over to a decoder cost it about
+5 s of CPU per million records (`bench/replay.py`), while the decoders finish their share
+long before it. A decoder is sent an offset range of one partition, reads exactly that
+(`RangeReader`), decodes it and sends back the facts in their wire form
+(`fold.decode_chunk_wire`); the projecting process only puts the chunks in order.
+
+Why they run at a lower priority (`DECODER_NICENESS`): for the same reason. When every
+core is busy, the scheduler shares them evenly, and the projecting process got two thirds
+of a core while decoders raced ahead to batches it could not take yet. At a lower
+priority they use what it leaves; it never waits for them after the first batch.
+
+Spawned processes: forking a process that runs an event loop and Kafka clients is not safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from workers.heap import keep_freed_heap
+from workers.replay.fold import PlainRecord, WireChunk, decode_chunk_wire, plain
+from workers.replay.plan import SourcePartition
+from workers.replay.source import WAIT_REPORT_S, consumer_for
+from workers.settings import Settings
+
+DECODE_CHUNK = 10_000
+"""At most this many records per task: a batch comes back in pieces that the projecting
+process takes in between other work (the previous batch's sinks)."""
+MIN_CHUNK = 250
+DECODER_NICENESS = 10
+"""Added to a decoding process's nice value (see the module docstring)."""
+RANGE_FETCH_BYTES = 2 * 1024 * 1024
+"""A decoder's fetch size per partition: about 6,000 records. Not larger: what a decoder
+fetched beyond its range is dropped when it moves to its next range, which is rarely the
+next one of the same partition (the pool hands ranges to whichever process is free)."""
+
+ReadTask = tuple[str, str, int, int, int]
+"""(logical topic, topic, partition, start offset, end offset): a range to read and decode."""
+
+
+def tasks_for(ranges: dict[SourcePartition, tuple[int, int]], processes: int) -> list[ReadTask]:
+    """A batch's ranges cut into tasks, in the batch's processing order (partitions sorted,
+    offsets up): about two per process, at most `DECODE_CHUNK` records each."""
+    total = sum(hi - lo for lo, hi in ranges.values())
+    size = max(MIN_CHUNK, min(DECODE_CHUNK, -(-total // (2 * max(1, processes)))))
+    return [
+        (sp.logical, sp.topic, sp.partition, start, min(start + size, hi))
+        for sp in sorted(ranges)
+        for lo, hi in (ranges[sp],)
+        for start in range(lo, hi, size)
+    ]
+
+
+class RangeReader:
+    """A decoding process's consumer: reads one offset range at a time, exactly.
+
+    One partition assigned at a time, and `max_records` bounds each poll by what the range
+    still lacks, so nothing beyond the range is parsed (aiokafka unpacks records lazily).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumer: AIOKafkaConsumer | None = None
+        self.assigned: TopicPartition | None = None
+
+    async def read(self, task: ReadTask) -> list[PlainRecord]:
+        logical, topic, partition, start, end = task
+        if self.consumer is None:
+            self.consumer = consumer_for(self.settings, partition_fetch_bytes=RANGE_FETCH_BYTES)
+            await self.consumer.start()
+        consumer = self.consumer
+        tp = TopicPartition(topic, partition)
+        if self.assigned != tp:
+            consumer.assign([tp])
+            self.assigned = tp
+            consumer.seek(tp, start)
+        elif await consumer.position(tp) != start:
+            consumer.seek(tp, start)
+        out: list[PlainRecord] = []
+        # Offsets can have gaps (transaction markers): the position, not the last record,
+        # says whether the range is complete.
+        while (position := await consumer.position(tp)) < end:
+            fetched = await consumer.getmany(tp, timeout_ms=500, max_records=end - position)
+            out += [plain(logical, r) for r in fetched.get(tp, ()) if r.offset < end]
+        return out
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_reader: RangeReader | None = None
+
+
+def _start(settings: Settings) -> None:
+    """A decoding process's initializer: its heap policy, its priority, its reader."""
+    global _loop, _reader
+    keep_freed_heap()
+    os.nice(DECODER_NICENESS)
+    _loop = asyncio.new_event_loop()
+    _reader = RangeReader(settings)
+
+
+def read_and_decode(task: ReadTask) -> WireChunk:
+    """A task, in a decoding process: its records read from Kafka and decoded."""
+    assert _loop is not None and _reader is not None, "not a decoding process"
+    return decode_chunk_wire(_loop.run_until_complete(_reader.read(task)))
+
+
+class Decoders:
+    """The pool of decoding processes."""
+
+    def __init__(self, settings: Settings, processes: int) -> None:
+        self.processes = processes
+        self.pool = ProcessPoolExecutor(
+            processes, mp_context=get_context("spawn"), initializer=_start,
+            initargs=(settings,),
+        )  # fmt: skip
+
+    def submit(
+        self, ranges: dict[SourcePartition, tuple[int, int]]
+    ) -> list[tuple[ReadTask, asyncio.Future[WireChunk]]]:
+        """A batch's ranges read and decoded by the pool; the chunks in processing order."""
+        loop = asyncio.get_running_loop()
+        return [
+            (task, loop.run_in_executor(self.pool, read_and_decode, task))
+            for task in tasks_for(ranges, self.processes)
+        ]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def decoded(
+    task: ReadTask, chunk: asyncio.Future[WireChunk], on_wait: Callable[[str], None]
+) -> WireChunk:
+    """A chunk's result; while it takes long, say so every `WAIT_REPORT_S` (a decoder
+    waits for Kafka as the reader of this process does, and as silently, otherwise)."""
+    waited = 0.0
+    while True:
+        try:
+            return await asyncio.wait_for(asyncio.shield(chunk), WAIT_REPORT_S)
+        except TimeoutError:
+            waited += WAIT_REPORT_S
+            logical, _, partition, start, end = task
+            on_wait(
+                f"a decoding process has been reading {logical}/{partition} "
+                f"[{start:,}, {end:,}) for {waited:.0f}s; waiting for it (is Kafka "
+                "answering? a stopped run resumes from its checkpoints)"
+            )
