@@ -100,9 +100,9 @@ REDIS_TIMEOUT_S = 120.0
 POOL_MIN_EVENTS = 100_000
 """Below this, starting decoding processes (~1 s) costs more than it saves."""
 MAX_DEFAULT_DECODERS = 4
-"""Decoding processes by default at most: this process folds about one event in 36 us and a
-decoder decodes one in 29 us, so beyond a few decoders the others only wait (and each
-holds its own interpreter and heap)."""
+"""Decoding processes by default at most: this process folds about one event in 31 us and a
+decoder reads and decodes one in about 27 us, so beyond a few decoders the others only
+wait (and each holds its own interpreter and heap)."""
 
 T = TypeVar("T")
 
@@ -128,11 +128,12 @@ class Options:
     about one batch."""
     dry_run: bool = False
     decode_processes: int | None = None
-    """Worker processes that decode (None: one per core, at most `MAX_DEFAULT_DECODERS`,
-    for replays of at least `POOL_MIN_EVENTS`; 0: decode in this process). One per core,
-    not one fewer: they decode the first batch on every core while this process has
-    nothing to fold yet, and later share the cores with it (bench/replay.py on two
-    cores: 0.94 of the time with one)."""
+    """Worker processes that read and decode the batches (`decoders.py`; None: one per
+    core, at most `MAX_DEFAULT_DECODERS`, for replays of at least `POOL_MIN_EVENTS`; 0:
+    read and decode in this process). One per core, not one fewer: they decode the first
+    batch on every core while this process has nothing to fold yet, and later take, at a
+    lower priority, what it leaves of the cores (bench/replay.py on two cores: 0.94 of
+    the time with one)."""
 
     def recorded(self) -> dict[str, Any]:
         """What a resumed run must ask for again (swap may change: build now, swap later)."""
