@@ -26,6 +26,7 @@ from tests.integration.harness import (
     wait_drained,
 )
 from tests.integration.private_kafka import PrivateKafka
+from tests.integration.replay_support import replay, summary_of
 from workers.loadgen.scenario import ScenarioShape, scenario
 from workers.settings import KafkaSecurityProtocol, SaslMechanism, Settings
 from workers.topic_catalog import load_catalog
@@ -131,3 +132,20 @@ async def test_wrong_credentials_fail_fast_with_a_clear_error(
     assert topics.returncode == 3, topics.stderr
     assert elapsed < FAIL_FAST_S
     assert "TLS certificate of Kafka" in topics.stderr and "not trusted" in topics.stderr
+
+
+async def test_replay_decoding_processes_read_through_sasl_ssl(
+    private_kafka: PrivateKafka, settings_factory: SettingsFactory
+) -> None:
+    """The replay's decoding processes build their own consumers from the settings they
+    are sent: through TLS and SCRAM too, and the copy they build is exact."""
+    settings = secured(settings_factory, private_kafka)
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    await produce(
+        settings, scenario(seed=22, shape=ScenarioShape(concert_events=2, reservations=800))
+    )
+    lines = await replay(settings, "--no-swap", "--decode-processes", "2", "--batch-events", "700")
+    summary = summary_of(lines)
+    assert summary["batches"] > 1 and summary["events_read"] > 1600, summary
+    check = run_cli(settings, "verify", "--copy", "shadow", "--against", "topics")
+    assert check.returncode == 0, check.stdout + check.stderr
