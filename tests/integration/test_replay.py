@@ -151,6 +151,60 @@ async def test_replay_killed_halfway_resumes_from_its_checkpoints(
     assert_same(await read_models(settings), expected, "the copy built in two runs")
 
 
+def _decoding_processes(parent: int) -> list[int]:
+    """The pool's processes among `parent`'s children (not multiprocessing's tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+async def test_a_decoding_process_killed_stops_the_replay_clearly_and_it_resumes(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory()
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    records = scenario(seed=12, shape=ScenarioShape(concert_events=4, reservations=5_000))
+    await produce(settings, records)
+
+    args = ("--no-swap", "--batch-events", "1000", "--decode-processes", "2")
+    proc = await asyncio.create_subprocess_exec(
+        SEATFLOW, "replay", "--json", *args, env=settings_env(settings),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    killed = None
+    lines = []
+    async for raw in proc.stdout:
+        lines.append(orjson.loads(raw))
+        if lines[-1]["type"] == "progress" and killed is None:
+            if lines[-1]["events"] < len(records) // 2:
+                continue
+            killed = _decoding_processes(proc.pid)[0]
+            os.kill(killed, signal.SIGKILL)  # as the kernel's OOM killer would
+    err = (await asyncio.wait_for(proc.stderr.read(), 60)).decode()
+    await asyncio.wait_for(proc.wait(), 60)
+    assert killed is not None, lines
+    assert proc.returncode == 1, (proc.returncode, err[-2000:])
+    assert "seatflow replay: a decoding process ended abruptly" in err, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    assert lines[-1]["type"] == "error", lines[-1]
+    assert not [line for line in lines if line["type"] == "summary"]
+
+    summary = summary_of(await replay(settings, *args))
+    assert summary["resumed"] and summary["events_read"] < len(records), summary
+    check = run_cli(settings, "verify", "--copy", "shadow", "--against", "topics")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 async def test_replay_from_a_datetime_replays_exactly_the_later_records(
     settings_factory: SettingsFactory,
 ) -> None:

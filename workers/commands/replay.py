@@ -121,20 +121,21 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from workers.replay.cleanup import abort, drop_old
+    from workers.replay.decoders import DecoderLost
     from workers.replay.runner import Options, Replay, ReplayRefused
 
     base = load_settings()
     reporter = reporter_for(json=args.json, interval_s=args.progress_interval)
     throttle_logs("aiokafka")  # Kafka unreachable: a line per kind and 30 s, not per attempt
 
-    def refused(message: str) -> int:
+    def stopped(message: str, code: int = EXIT_REFUSED) -> int:
         if args.json:
             print(orjson.dumps({"type": "error", "message": message}).decode(), flush=True)
         print(f"seatflow replay: {message}", file=sys.stderr)
-        return EXIT_REFUSED
+        return code
 
     if args.batch_events < 1:
-        return refused("--batch-events must be >= 1")
+        return stopped("--batch-events must be >= 1")
     try:
         if args.drop_old or args.abort:
             doc = asyncio.run(drop_old(base) if args.drop_old else abort(base))
@@ -152,9 +153,11 @@ def run(args: argparse.Namespace) -> int:
         )
         summary = asyncio.run(Replay(base, options, reporter).run())
     except (ReplayRefused, PlanError) as exc:
-        return refused(str(exc))
+        return stopped(str(exc))
     except KafkaConnectionError as exc:
         print(f"seatflow replay: Kafka unreachable: {exc}", file=sys.stderr)
         return EXIT_KAFKA
+    except DecoderLost as exc:
+        return stopped(str(exc), EXIT_FAILED)
     reporter.summary(summary.doc(), summary.lines())
     return EXIT_OK

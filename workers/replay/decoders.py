@@ -22,6 +22,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -42,6 +43,18 @@ RANGE_FETCH_BYTES = 2 * 1024 * 1024
 """A decoder's fetch size per partition: about 6,000 records. Not larger: what a decoder
 fetched beyond its range is dropped when it moves to its next range, which is rarely the
 next one of the same partition (the pool hands ranges to whichever process is free)."""
+
+
+class DecoderLost(RuntimeError):
+    """A decoding process ended abruptly (killed, out of memory): the replay stops; the
+    same command resumes it from its checkpoints."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a decoding process ended abruptly (killed, or out of memory?); the replay "
+            "stopped: run the same command again to resume from its checkpoints"
+        )
+
 
 ReadTask = tuple[str, str, int, int, int]
 """(logical topic, topic, partition, start offset, end offset): a range to read and decode."""
@@ -128,13 +141,27 @@ class Decoders:
     ) -> list[tuple[ReadTask, asyncio.Future[WireChunk]]]:
         """A batch's ranges read and decoded by the pool; the chunks in processing order."""
         loop = asyncio.get_running_loop()
-        return [
-            (task, loop.run_in_executor(self.pool, read_and_decode, task))
-            for task in tasks_for(ranges, self.processes)
-        ]
+        out = []
+        try:
+            for task in tasks_for(ranges, self.processes):
+                chunk = loop.run_in_executor(self.pool, read_and_decode, task)
+                chunk.add_done_callback(_seen)
+                out.append((task, chunk))
+        except BrokenProcessPool as exc:  # one died while earlier batches were decoded
+            raise DecoderLost() from exc
+        return out
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _seen(chunk: asyncio.Future[WireChunk]) -> None:
+    """Mark a failed chunk's exception as seen. When a decoder dies, every chunk still in
+    the pool fails with it, but the replay stops at the first one it awaits (`decoded`):
+    the others would each print "Future exception was never retrieved" and a traceback
+    under the one line that says what happened."""
+    if not chunk.cancelled():
+        chunk.exception()
 
 
 async def decoded(
@@ -146,6 +173,8 @@ async def decoded(
     while True:
         try:
             return await asyncio.wait_for(asyncio.shield(chunk), WAIT_REPORT_S)
+        except BrokenProcessPool as exc:
+            raise DecoderLost() from exc
         except TimeoutError:
             waited += WAIT_REPORT_S
             logical, _, partition, start, end = task
