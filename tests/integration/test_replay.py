@@ -8,6 +8,7 @@ import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -35,8 +36,9 @@ from tests.integration.replay_support import (
     wait_generation_drained,
 )
 from workers.generation import old_prefix, old_schema
-from workers.loadgen.scenario import SEATS_GENERATED, ScenarioShape, scenario
+from workers.loadgen.scenario import SEATS_GENERATED, ScenarioShape, UpstreamRecord, scenario
 from workers.replay.shadow import checkpoint_topic
+from workers.settings import Settings
 from workers.topic_catalog import load_catalog
 from workers.verify.reference import fold
 from workers.verify.topics import fold_topics, read_sources
@@ -115,22 +117,39 @@ async def test_replay_under_live_load_swaps_atomically_and_hands_over(
     print(f"replay under load: {summary['events_read']} events in {replay_s:.1f}s")
 
 
+async def _in_topics(
+    settings: Settings, *, seed: int, concert_events: int, reservations: int
+) -> list[UpstreamRecord]:
+    """A scenario produced into the source topics (declared first)."""
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    shape = ScenarioShape(concert_events=concert_events, reservations=reservations)
+    records = scenario(seed=seed, shape=shape)
+    await produce(settings, records)
+    return records
+
+
+async def _replay_process(
+    settings: Settings, *args: str, **popen: Any
+) -> asyncio.subprocess.Process:
+    """`seatflow replay --json ARGS` started, its JSON lines on a pipe."""
+    return await asyncio.create_subprocess_exec(
+        SEATFLOW, "replay", "--json", *args, env=settings_env(settings),
+        stdout=asyncio.subprocess.PIPE, **popen,
+    )  # fmt: skip
+
+
 async def test_replay_killed_halfway_resumes_from_its_checkpoints(
     settings_factory: SettingsFactory,
 ) -> None:
     settings = settings_factory()
-    assert run_cli(settings, "topics", "apply").returncode == 0
-    records = scenario(seed=8, shape=ScenarioShape(concert_events=6, reservations=6_000))
-    await produce(settings, records)
+    records = await _in_topics(settings, seed=8, concert_events=6, reservations=6_000)
     total = len(records)
 
     # a decoding process too (the default only for large replays): kill -9 takes it along
     args = ("--batch-events", "1000", "--decode-processes", "1")
-    proc = await asyncio.create_subprocess_exec(
-        SEATFLOW, "replay", "--json", *args, env=settings_env(settings),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
+    proc = await _replay_process(
+        settings, *args, stderr=asyncio.subprocess.DEVNULL, start_new_session=True
+    )
     assert proc.stdout is not None
     seen = 0
     async for raw in proc.stdout:
@@ -171,15 +190,10 @@ async def test_a_decoding_process_killed_stops_the_replay_clearly_and_it_resumes
     settings_factory: SettingsFactory,
 ) -> None:
     settings = settings_factory()
-    assert run_cli(settings, "topics", "apply").returncode == 0
-    records = scenario(seed=12, shape=ScenarioShape(concert_events=4, reservations=5_000))
-    await produce(settings, records)
+    records = await _in_topics(settings, seed=12, concert_events=4, reservations=5_000)
 
     args = ("--no-swap", "--batch-events", "1000", "--decode-processes", "2")
-    proc = await asyncio.create_subprocess_exec(
-        SEATFLOW, "replay", "--json", *args, env=settings_env(settings),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc = await _replay_process(settings, *args, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     killed = None
     lines = []
