@@ -14,7 +14,8 @@
    prefix of this run: fetch + decode, the seat state machine, the changelog, both sinks.
    Timed from start to the last sink write.
 3. Figures: events, seconds, events/s, and the seconds of each phase: `fetch` (waiting
-   for records), `decode` (decoding, or waiting for the decoding processes), `project`
+   for records this process reads: without decoding processes only), `decode` (decoding,
+   or waiting for the decoding processes, which read their records themselves), `project`
    (the seat state machine), `encode` (seat states); `changelog` and `sinks` run in the
    background while the next batch is folded, `sinks_wait` is the time a batch waited
    for the previous batch's changelog and sinks (`sinks_postgres` and `sinks_redis`: each

@@ -9,6 +9,7 @@ import random
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 
 from tests.integration.conftest import SettingsFactory
 from tests.integration.harness import produce, run_cli
@@ -17,6 +18,7 @@ from workers.loadgen.scenario import ScenarioShape, scenario
 from workers.replay.decoders import Decoders, RangeReader
 from workers.replay.fold import decode_chunk_wire, plain
 from workers.replay.plan import SourcePartition
+from workers.replay.shadow import Ranges
 from workers.replay.source import SourceReader
 from workers.settings import Settings
 from workers.topic_catalog import load_catalog
@@ -31,7 +33,9 @@ async def _sources(settings: Settings) -> list[SourcePartition]:
     return sorted(SourcePartition(logical[tp.topic], tp.partition, tp.topic) for tp in tps)
 
 
-async def _loaded(settings: Settings) -> tuple[list[SourcePartition], dict, dict]:  # type: ignore[type-arg]
+async def _loaded(
+    settings: Settings,
+) -> tuple[list[SourcePartition], Ranges, dict[SourcePartition, list[ConsumerRecord]]]:
     """A scenario and one undecodable record in the source topics; every partition's
     records as this process's reader reads them, and the ranges [0, end)."""
     assert run_cli(settings, "topics", "apply").returncode == 0

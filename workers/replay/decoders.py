@@ -11,7 +11,8 @@ long before it. A decoder is sent an offset range of one partition, reads exactl
 Why they run at a lower priority (`DECODER_NICENESS`): for the same reason. When every
 core is busy, the scheduler shares them evenly, and the projecting process got two thirds
 of a core while decoders raced ahead to batches it could not take yet. At a lower
-priority they use what it leaves; it never waits for them after the first batch.
+priority they use what it leaves. It still waits for them at times: for the first batch,
+and while PostgreSQL and Redis (at normal priority) write a batch and squeeze them.
 
 Spawned processes: forking a process that runs an event loop and Kafka clients is not safe.
 """
