@@ -41,7 +41,7 @@ from workers.observability.timing import MessageTiming, timing_headers
 from workers.rebalance import current_events, finish_in_hand_before_revocation, rebalance_over
 from workers.records import RawRecord
 from workers.retry import Health, Partition, retry_until_done
-from workers.seat_stage import apply_to_sinks, project_partition
+from workers.seat_stage import apply_to_sinks, once_in_offset_order, project_partition
 from workers.seat_table import SeatTable, pinned
 from workers.settings import Settings
 from workers.shutdown import BatchGate
@@ -213,7 +213,12 @@ def create_app(
         timings: dict[tuple[int, int], MessageTiming] = {}
         facts = 0
         for partition, part_events in sorted(by_partition.items()):
-            records = [RawRecord.from_message(e.message) for e in part_events]
+            read = [RawRecord.from_message(e.message) for e in part_events]
+            records = once_in_offset_order(read)
+            if records is not read:
+                log.info("seat-facts/%d: a batch read offsets out of order or twice (a seek "
+                         "back; %d copies dropped): each projected once, in offset order",
+                         partition, len(read) - len(records))  # fmt: skip
             # One range when no sink's position lies inside the slice (the usual case):
             # one derivation per seat, not one per fact (workers/seat_stage.py).
             whole = continuity.needed_by_all(partition, records[0].offset)

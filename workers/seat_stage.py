@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from workers.deadletter import DeadLetter
 from workers.errors import Policy, classify
@@ -51,6 +52,23 @@ class ProjectedPartition:
     facts: int = 0
     timings: dict[tuple[int, int], MessageTiming] = field(default_factory=dict)
     """(partition, offset) -> when the message's facts entered the pipeline (for metrics)."""
+
+
+def once_in_offset_order(records: list[RawRecord]) -> list[RawRecord]:
+    """One partition's records of a batch, each offset once, in offset order (`records`
+    itself when they already are: the usual case).
+
+    A batch can hold records twice: a seek back (Faust's recovery seeking to the committed
+    offset, `read_again` after a hole) re-delivers records while earlier copies still sit
+    in the agent's take buffer. Projected as read, each copy would yield its entry (the
+    second one replays the first's mutations, as a crash-resumed read must), and a range
+    ending on a re-read record would stop short of the records before it. The copies are
+    the same record at the same position, so one of each, in order, is the whole batch.
+    """
+    if all(a.offset < b.offset for a, b in pairwise(records)):
+        return records
+    unique = {record.offset: record for record in reversed(records)}
+    return [unique[offset] for offset in sorted(unique)]
 
 
 def project_partition(

@@ -38,14 +38,24 @@ class ApplyResult:
 def pending(
     batch: Sequence[PositionedMutations], next_offsets: Mapping[int, int]
 ) -> tuple[list[PositionedMutations], dict[int, int]]:
-    """Split off what a sink has not applied yet; return it and the new next offsets."""
+    """Split off what a sink has not applied yet; return it and the new next offsets.
+
+    An entry is new only if its offset is at or past the next one expected *after the
+    entries before it in the batch*, not just past the sink's checkpoint: a batch can hold
+    the same records twice (read again after a seek back, e.g. Faust's recovery seeking to
+    the committed offset while records sat in an agent's buffer), and the second copy's
+    mutations are the first's again, which counters must not take twice."""
     todo: list[PositionedMutations] = []
     advanced: dict[int, int] = {}
     for entry in batch:
-        if entry.offset < next_offsets.get(entry.partition, 0):
+        partition = entry.partition
+        expected = advanced.get(partition)
+        if expected is None:
+            expected = next_offsets.get(partition, 0)
+        if entry.offset < expected:
             continue
         todo.append(entry)
-        advanced[entry.partition] = max(advanced.get(entry.partition, 0), entry.offset + 1)
+        advanced[partition] = entry.offset + 1
     return todo, advanced
 
 

@@ -89,6 +89,21 @@ async def test_reapplying_changes_nothing(harness: Harness) -> None:
     await assert_same(harness, reference)
 
 
+async def test_entries_read_twice_in_one_batch_apply_once(harness: Harness) -> None:
+    """(b) A batch that holds entries twice (records read again after a seek back while
+    the first copies sat in the agent's buffer) applies each once: counters too."""
+    log = main_scenario().log
+    reference = MemorySink()
+    await reference.apply(TOPIC, log)
+
+    await harness.sink.apply(TOPIC, log[:4])
+    # after the sink's position: 4..9, then a seek back to 2 re-reads 2..7, then 10..
+    twice = [*log[4:10], *log[2:8], *log[10:]]
+    result = await harness.sink.apply(TOPIC, twice)
+    assert (result.applied, result.skipped) == (len(log) - 4, 6)
+    await assert_same(harness, reference)
+
+
 async def test_positions(harness: Harness) -> None:
     """(c) Next offset per partition, per topic; empty entries advance positions too."""
     assert await harness.sink.positions(TOPIC) == {}

@@ -31,7 +31,7 @@ from workers.projection.batches import encode_facts, encode_state, route
 from workers.projection.facts import SeatFact, facts_from_event
 from workers.projection.seat import SeatState
 from workers.records import RawRecord
-from workers.seat_stage import ProjectedPartition, project_partition
+from workers.seat_stage import ProjectedPartition, once_in_offset_order, project_partition
 from workers.sinks.memory import MemorySink
 from workers.verify.reference import SourceRecord, fold
 
@@ -146,17 +146,32 @@ class Pipeline:
         for partition, batch in route(facts, SEAT_PARTITIONS).items():
             self.seat_logs.setdefault(partition, []).append(batch)
 
-    async def consume(self, partition: int, count: int, redeliver: bool, whole: bool) -> None:
-        """`whole`: the seat stage's per-range projection (the sink needs every record of
-        the slice: its position is `consumed`), else one entry per record."""
+    async def consume(
+        self,
+        partition: int,
+        count: int,
+        redeliver: bool,
+        whole: bool,
+        reread: tuple[int, int] = (0, 0),
+    ) -> None:
+        """`whole`: the seat stage's per-range projection if the slice allows it (the sink
+        needs every record of it: its position is `consumed`), else one entry per record.
+        `reread` = (back, again): a seek back while the batch sat in the agent's buffer, so
+        the batch also holds `again` records from `back` before its end on once more (some
+        perhaps below `consumed`, the last not necessarily its last); the seat stage
+        projects each once (`once_in_offset_order`)."""
         log = self.seat_logs.get(partition, [])
         start = self.consumed.get(partition, 0)
-        records = [
-            RawRecord("seat-facts", partition, o, 0, None, encode_facts(log[o]))
-            for o in range(start, min(len(log), start + count))
-        ]
-        if not records:
+        read = [self._record(partition, o) for o in range(start, min(len(log), start + count))]
+        if not read:
             return
+        back, again = reread
+        if back:
+            end = read[-1].offset + 1
+            first = max(0, end - back)
+            read += [self._record(partition, o) for o in range(first, min(end, first + again))]
+        records = once_in_offset_order(read)
+        whole = whole and records[0].offset >= start  # workers/continuity.py needed_by_all
         if redeliver:  # the table was saved with these, then the worker died before the sinks
             self._project(records, whole=False)
             if self.cache is not None:
@@ -164,6 +179,10 @@ class Pipeline:
         projected = self._project(records, whole=whole)
         await self.sink.apply("seat-facts", projected.positioned)
         self.consumed[partition] = records[-1].offset + 1
+
+    def _record(self, partition: int, offset: int) -> RawRecord:
+        facts = self.seat_logs[partition][offset]
+        return RawRecord("seat-facts", partition, offset, 0, None, encode_facts(facts))
 
     def _project(self, records: list[RawRecord], *, whole: bool) -> ProjectedPartition:
         # The saved bytes, decoded again: a state must survive the table's encoding.
@@ -205,6 +224,10 @@ async def test_seat_projection_equals_reference_fold_for_any_interleaving(
                 data.draw(st.integers(1, 3), label="seat batch"),
                 redeliver=data.draw(st.integers(0, 4), label="seat crash") == 0,
                 whole=data.draw(st.booleans(), label="projected as one range"),
+                reread=data.draw(
+                    st.tuples(st.sampled_from([0, 0, 1, 2, 5]), st.integers(1, 5)),
+                    label="read again (how far back, how many)",
+                ),
             )
     await pipeline.drain(whole=data.draw(st.booleans(), label="drained as one range"))
 
