@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.structs import TopicPartition
 
 from tests.integration.conftest import SettingsFactory
 from tests.integration.harness import (
@@ -36,6 +38,7 @@ from tests.integration.replay_support import (
     wait_generation_drained,
 )
 from workers.generation import old_prefix, old_schema
+from workers.kafka_clients import client_kwargs
 from workers.loadgen.scenario import SEATS_GENERATED, ScenarioShape, UpstreamRecord, scenario
 from workers.replay.shadow import checkpoint_topic
 from workers.settings import Settings
@@ -215,6 +218,62 @@ async def test_a_decoding_process_killed_stops_the_replay_clearly_and_it_resumes
 
     summary = summary_of(await replay(settings, *args))
     assert summary["resumed"] and summary["events_read"] < len(records), summary
+    check = run_cli(settings, "verify", "--copy", "shadow", "--against", "topics")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_records_deleted_before_a_replay_resumes_stop_it_with_a_way_out(
+    settings_factory: SettingsFactory,
+) -> None:
+    """Retention deleting records a stopped replay still has to read: the resumed run
+    refuses (exit 2, one line: what is gone, how to start over) instead of building a copy
+    over the gap; `--abort` and a new replay then build the fold of what the log holds."""
+    settings = settings_factory()
+    assert run_cli(settings, "topics", "apply").returncode == 0
+    records = scenario(seed=14, shape=ScenarioShape(concert_events=4, reservations=5_000))
+    cut = len(records) * 2 // 3
+    await produce(settings, records[:cut])
+
+    args = ("--no-swap", "--batch-events", "1000", "--decode-processes", "1")
+    proc = await _replay_process(
+        settings, *args, stderr=asyncio.subprocess.DEVNULL, start_new_session=True
+    )
+    assert proc.stdout is not None
+    async for raw in proc.stdout:
+        line = orjson.loads(raw)
+        if line["type"] == "progress" and line["events"] >= cut // 2:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    await asyncio.wait_for(proc.wait(), 30)
+    assert proc.returncode == -signal.SIGKILL, "the replay ended before it was killed"
+
+    # retention takes everything produced so far
+    catalog = load_catalog(settings)
+    topics = {spec.logical: spec.name for spec in catalog.sources()}
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        ends = await end_offsets(settings)
+        await admin.delete_records(
+            {TopicPartition(topics[logical], p): RecordsToDelete(end)
+             for (logical, p), end in ends.items() if end},
+            timeout_ms=30_000,
+        )  # fmt: skip
+    finally:
+        await admin.close()
+
+    again = await _replay_process(settings, *args, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(again.communicate(), 120)
+    text = err.decode()
+    assert again.returncode == 2, (again.returncode, text[-2000:])
+    assert "are gone (the log now starts at" in text and "seatflow replay --abort" in text
+    assert "Traceback" not in text, text[-2000:]
+    assert orjson.loads(out.splitlines()[-1])["type"] == "error"
+
+    await replay(settings, "--abort")
+    await produce(settings, records[cut:])
+    summary = summary_of(await replay(settings, *args))
+    assert summary["events_read"] == len(records) - cut, summary
     check = run_cli(settings, "verify", "--copy", "shadow", "--against", "topics")
     assert check.returncode == 0, check.stdout + check.stderr
 

@@ -9,6 +9,7 @@ import random
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import ConsumerRecord
 
 from tests.integration.conftest import SettingsFactory
@@ -19,7 +20,7 @@ from workers.replay.decoders import Decoders, RangeReader
 from workers.replay.fold import decode_chunk_wire, plain
 from workers.replay.plan import SourcePartition
 from workers.replay.shadow import Ranges
-from workers.replay.source import SourceReader
+from workers.replay.source import RecordsGone, SourceReader
 from workers.settings import Settings
 from workers.topic_catalog import load_catalog
 from workers.verify.topics import partitions_of
@@ -105,3 +106,52 @@ async def test_a_range_reader_reads_exactly_each_range_in_any_order(
     finally:
         assert reader.consumer is not None
         await asyncio.wait_for(reader.consumer.stop(), 30)
+
+
+async def test_records_deleted_by_retention_make_every_reader_refuse(
+    settings_factory: SettingsFactory,
+) -> None:
+    """A range whose first records are gone is refused by the reader of this process, by
+    a range reader and through the pool, with what is gone and where the log starts now,
+    not read short from wherever the log starts (aiokafka's default offset reset)."""
+    settings = settings_factory()
+    sources, ranges, everything = await _loaded(settings)
+    sp = max(sources, key=lambda s: ranges[s][1])
+    end = ranges[sp][1]
+    assert end > 40
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        await admin.delete_records({sp.tp: RecordsToDelete(20)}, timeout_ms=30_000)
+    finally:
+        await admin.close()
+    gone = rf"{sp.label}: the records from offset 5 on are gone \(the log now starts at 20\)"
+
+    reader = SourceReader(settings, [sp])
+    await reader.start()
+    try:
+        with pytest.raises(RecordsGone, match=gone):
+            await asyncio.wait_for(reader.read({sp: (5, end)}), 60)
+    finally:
+        await reader.stop()
+
+    ranges_reader = RangeReader(settings)
+    try:
+        with pytest.raises(RecordsGone, match=gone):
+            await asyncio.wait_for(
+                ranges_reader.read((sp.logical, sp.topic, sp.partition, 5, end)), 60
+            )
+        # what is still there reads as before
+        got = await ranges_reader.read((sp.logical, sp.topic, sp.partition, 20, end))
+        assert got == [plain(sp.logical, r) for r in everything[sp][20:end]]
+    finally:
+        assert ranges_reader.consumer is not None
+        await asyncio.wait_for(ranges_reader.consumer.stop(), 30)
+
+    pool = Decoders(settings, 1)
+    try:
+        (_, first), *_ = pool.submit({sp: (5, end)})
+        with pytest.raises(RecordsGone, match=gone):
+            await asyncio.wait_for(first, 60)
+    finally:
+        pool.close()

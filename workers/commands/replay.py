@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from workers.replay.cleanup import abort, drop_old
     from workers.replay.decoders import DecoderLost
     from workers.replay.runner import Options, Replay, ReplayRefused
+    from workers.replay.source import RecordsGone
 
     base = load_settings()
     reporter = reporter_for(json=args.json, interval_s=args.progress_interval)
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             decode_processes=args.decode_processes,
         )
         summary = asyncio.run(Replay(base, options, reporter).run())
-    except (ReplayRefused, PlanError) as exc:
+    except (ReplayRefused, PlanError, RecordsGone) as exc:
         return stopped(str(exc))
     except KafkaConnectionError as exc:
         print(f"seatflow replay: Kafka unreachable: {exc}", file=sys.stderr)

@@ -27,11 +27,12 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 
 from workers.heap import keep_freed_heap
 from workers.replay.fold import PlainRecord, WireChunk, decode_chunk_wire, plain
 from workers.replay.plan import SourcePartition
-from workers.replay.source import WAIT_REPORT_S, consumer_for
+from workers.replay.source import WAIT_REPORT_S, consumer_for, log_start, records_gone
 from workers.settings import Settings
 
 DECODE_CHUNK = 10_000
@@ -103,7 +104,11 @@ class RangeReader:
         # Offsets can have gaps (transaction markers): the position, not the last record,
         # says whether the range is complete.
         while (position := await consumer.position(tp)) < end:
-            fetched = await consumer.getmany(tp, timeout_ms=500, max_records=end - position)
+            try:
+                fetched = await consumer.getmany(tp, timeout_ms=500, max_records=end - position)
+            except OffsetOutOfRangeError:
+                label = f"{logical}/{partition}"
+                raise records_gone(label, position, await log_start(consumer, tp)) from None
             out += [plain(logical, r) for r in fetched.get(tp, ()) if r.offset < end]
         return out
 

@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
+from aiokafka.errors import OffsetOutOfRangeError
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from workers.kafka_clients import client_kwargs
 from workers.replay.plan import SourcePartition
@@ -30,12 +31,43 @@ worker waits for a failing dependency: it is a long batch job, and it resumes wh
 stopped anyway. But it must not wait in silence: its progress only moves per batch."""
 
 
+class RecordsGone(Exception):
+    """Records of a range are no longer in the log (exit code 2: refused).
+
+    Retention deleted them while the replay read, or before a stopped replay resumed
+    (or the topic was deleted and made again). Reading on from wherever the log now starts
+    would build a copy over a gap that is not the fold of the topics, so the replay stops
+    and says how to start over. Its message is its only argument: it crosses from a
+    decoding process to this one by pickling."""
+
+
+def records_gone(label: str, offset: int, log_start: int | None) -> RecordsGone:
+    starts = "" if log_start is None else f" (the log now starts at {log_start:,})"
+    return RecordsGone(
+        f"{label}: the records from offset {offset:,} on are gone{starts}: retention "
+        "deleted them while this replay read them or before it resumed, and a copy built "
+        "over the gap would not be the fold of the topics. Discard this replay with "
+        "`seatflow replay --abort`, then start it again (it reads what the log holds now)"
+    )
+
+
+async def log_start(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """Where the partition's log starts now, for the message (None if Kafka won't say)."""
+    try:
+        return (await consumer.beginning_offsets([tp]))[tp]
+    except Exception:  # the refusal matters, not this detail
+        return None
+
+
 def consumer_for(
     settings: Settings, *, partition_fetch_bytes: int = PARTITION_FETCH_BYTES, **extra: Any
 ) -> AIOKafkaConsumer:
+    """No offset reset: a range whose records are gone raises `OffsetOutOfRangeError`
+    (aiokafka's default, `latest`, would jump to the end and finish the range short)."""
     return AIOKafkaConsumer(
         **client_kwargs(settings),
         enable_auto_commit=False,
+        auto_offset_reset="none",
         fetch_max_bytes=FETCH_MAX_BYTES,
         max_partition_fetch_bytes=partition_fetch_bytes,
         fetch_max_wait_ms=100,
@@ -99,7 +131,12 @@ class SourceReader:
             # Only the partitions asked for: what is fetched for the others stays in
             # aiokafka's buffer, which is what makes the next batch's fetch overlap this
             # batch's projection.
-            fetched = await consumer.getmany(*[sp.tp for sp in active], timeout_ms=500)
+            try:
+                fetched = await consumer.getmany(*[sp.tp for sp in active], timeout_ms=500)
+            except OffsetOutOfRangeError as exc:
+                tp, offset = next(iter(exc.args[0].items()))
+                sp = self._by_tp[tp]
+                raise records_gone(sp.label, offset, await log_start(consumer, tp)) from None
             silent = clock() - heard
             if fetched:
                 if reported:
