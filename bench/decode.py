@@ -6,8 +6,10 @@ Builds upstream-shaped records (what the .NET producers really send: camelCase, 
 times with 7 fractional digits, GUID keys in "N" form), mostly reservation-created/-expired,
 some seats-generated (50 seats) and order-placed (1-4 items), then times, on one core:
 `orjson.loads` alone (the floor: a decoder cannot be faster than its parser), `decode` per
-topic, and `decode` over the shuffled mix. Best of `--repeat` runs, CPU time of this process
-(less sensitive than wall time to other processes on a shared machine; both are printed).
+topic, and `decode` over the shuffled mix, each also with the validators' quick check
+(jsonschema-rs) switched off: the baseline, in the same process. Best of `--repeat` runs,
+CPU time of this process (less sensitive than wall time to other processes on a shared
+machine; both are printed).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import argparse
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from workers.decoding import decode, load_validators
+from workers.decoding import decode, load_validators, validators
 from workers.events import EventType
 
 Record = tuple[EventType, bytes, bytes, list[tuple[str, bytes]], int]
@@ -132,6 +135,23 @@ def full_decode(record: Record) -> object:
     return decode(*record)
 
 
+@contextmanager
+def quick_check_off() -> Iterator[None]:
+    """Every validation through fastjsonschema alone, as before the quick check."""
+    compiled = load_validators()
+    validators._validators = {
+        key: (full, no_nul, _never) for key, (full, no_nul, _) in compiled.items()
+    }
+    try:
+        yield
+    finally:
+        validators._validators = compiled
+
+
+def _never(payload: object) -> bool:
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -151,7 +171,10 @@ def main() -> None:
         "average; events/s, best of "
         f"{args.repeat}, CPU time (wall time in brackets)"
     )
-    print(f"{'topic':22} {'share':>6} {'orjson.loads':>22} {'decode+validate':>22} {'ratio':>6}")
+    print(
+        f"{'topic':22} {'share':>6} {'orjson.loads':>22} {'decode+validate':>22} {'ratio':>6} "
+        f"{'no quick check':>22} {'speed-up':>8}"
+    )
     groups: dict[str, list[Record]] = {
         kind.value: [r for r in records if r[0] is kind] for kind in MIX
     }
@@ -159,13 +182,18 @@ def main() -> None:
     for name, group in groups.items():
         parse_cpu, parse_wall = best_rate(group, parse_only, args.repeat)
         decode_cpu, decode_wall = best_rate(group, full_decode, args.repeat)
+        with quick_check_off():
+            before_cpu, before_wall = best_rate(group, full_decode, args.repeat)
         print(
             f"{name:22} {len(group) / len(records):6.1%} "
             f"{parse_cpu:>10,.0f} ({parse_wall:>9,.0f}) "
             f"{decode_cpu:>10,.0f} ({decode_wall:>9,.0f}) "
-            f"{parse_cpu / decode_cpu:5.1f}x"
+            f"{parse_cpu / decode_cpu:5.1f}x "
+            f"{before_cpu:>10,.0f} ({before_wall:>9,.0f}) "
+            f"{decode_cpu / before_cpu:7.2f}x"
         )
-    print("ratio = how many times slower full decoding is than orjson.loads alone (CPU time)")
+    print("ratio = how many times slower full decoding is than orjson.loads alone (CPU time);")
+    print("speed-up = decode+validate against the same without the quick check (CPU time)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from workers.decoding.build import BUILDERS
 from workers.decoding.errors import DecodeError, DecodeErrorKind, SchemasNotFoundError
-from workers.decoding.json_bytes import as_bytes, parse_object
+from workers.decoding.json_bytes import as_bytes, parse_payload
 from workers.decoding.keys import check_key
 from workers.decoding.validators import validate
 from workers.decoding.versions import KNOWN_VERSIONS, detect_version, label
@@ -48,10 +48,10 @@ def decode(
     version_label: str | None = None
     try:
         data = value if type(value) is bytes and value else as_bytes(value)
-        payload = parse_object(data)
+        payload, plain = parse_payload(data)
         version = detect_version(event_type, payload, headers)
         version_label = _LABELS[event_type, version]
-        validate(event_type, version, payload, _NUL_ESCAPE in data)
+        validate(event_type, version, payload, _NUL_ESCAPE in data, plain)
         event = BUILDERS[event_type, version](payload, version, timestamp_ms)
         check_key(event_type, key, payload, event)
         return event

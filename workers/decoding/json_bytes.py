@@ -84,13 +84,27 @@ def _undecodable(reason: str) -> DecodeError:
 
 def parse_object(data: bytes) -> dict[str, Any]:
     """Return the JSON object in `data` (see `as_bytes`), or raise `DecodeError(UNDECODABLE)`."""
+    return parse_payload(data)[0]
+
+
+def parse_payload(data: bytes) -> tuple[dict[str, Any], bool]:
+    """`parse_object`, and whether orjson parsed it: then its numbers are ints of at most
+    64 bits and binary floats, no `Decimal` and no unbounded int (which only the exact
+    parser makes), so the validators' quick check may judge it (`validators.validate`)."""
     shapes = data.translate(_NUMBER_SHAPES)
     if shapes.count(b"{") > MAX_DEPTH:  # else it cannot nest deeper than MAX_DEPTH
         check_depth(data)
-    parsed = loads_exact(data) if _needs_exact(shapes) else loads_fast(data)
+    plain = not _needs_exact(shapes)
+    if plain:
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:  # as `loads_fast`
+            parsed, plain = loads_exact(data), False
+    else:
+        parsed = loads_exact(data)
     if type(parsed) is not dict:
         raise _undecodable(f"the value is a JSON {json_type(parsed)}, not an object")
-    return parsed
+    return parsed, plain
 
 
 def as_bytes(value: object) -> bytes:
