@@ -211,7 +211,7 @@ def create_app(
         letters: list[DeadLetter] = []
         saved: list[tuple[Any, int, dict[str, bytes]]] = []
         timings: dict[tuple[int, int], MessageTiming] = {}
-        facts = 0
+        facts = messages = 0
         for partition, part_events in sorted(by_partition.items()):
             read = [RawRecord.from_message(e.message) for e in part_events]
             records = once_in_offset_order(read)
@@ -231,6 +231,7 @@ def create_app(
             letters += result.dead_letters
             timings.update(result.timings)
             facts += result.facts
+            messages += len(records)
 
         async def save_states() -> None:
             await asyncio.gather(*(seat_table.save(p, states) for _, p, states in saved))
@@ -250,7 +251,7 @@ def create_app(
         observed = metrics.observed_sinks(sinks.all, timings)  # times each flush
         await apply_to_sinks(observed, facts_spec.name, positioned, health)
         state_cache.keep(decoded, epoch)  # durable in the table, the changelog and both sinks
-        metrics.projected(len(events), facts, letters, time.perf_counter() - started)
+        metrics.projected(messages, facts, letters, time.perf_counter() - started)
 
     logical_of = {spec.name: spec.logical for spec in catalog.sources()}
     logical_of[facts_spec.name] = facts_spec.logical

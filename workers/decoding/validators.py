@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -111,11 +112,23 @@ def _compile(path: Path) -> Compiled:
         raise SchemasNotFoundError(f"schema file {path} is unusable: {exc!r}") from exc
 
 
+_ENGINE_DEPENDENT = re.compile(r"\\[a-zA-Z]|\(\?[a-zA-Z]")
+"""In a pattern: a shorthand class or escape (`\\s`, `\\w`, `\\b`, `\\d`, ...) or inline flags
+(`(?i)`), whose meaning differs between Python's `re` and Rust's `regex` (Python's `\\s`
+takes \\x1c-\\x1f, Rust's does not). The schemas here use literal classes only."""
+
+
 def quick_check(schema: dict[str, Any]) -> QuickCheck:
     """jsonschema-rs's `is_valid` for `schema`, formats not checked (fastjsonschema runs
     with `use_formats=False`); a payload it cannot take says "not valid" (the full
-    validator then decides)."""
-    is_valid = jsonschema_rs.validator_for(schema, validate_formats=False).is_valid
+    validator then decides). A schema the two engines might read differently (see
+    `quick_check_applies`), or one jsonschema-rs cannot compile, gets no quick check."""
+    if not quick_check_applies(schema):
+        return _never
+    try:
+        is_valid = jsonschema_rs.validator_for(schema, validate_formats=False).is_valid
+    except Exception:  # a schema fastjsonschema takes but jsonschema-rs does not
+        return _never
 
     def check(payload: Any) -> bool:
         try:
@@ -124,6 +137,27 @@ def quick_check(schema: dict[str, Any]) -> QuickCheck:
             return False
 
     return check
+
+
+def quick_check_applies(schema: Any) -> bool:
+    """No `multipleOf` (float remainders), and every regular expression (`pattern`, the
+    keys of `patternProperties`) free of what `_ENGINE_DEPENDENT` finds."""
+    if isinstance(schema, list):
+        return all(quick_check_applies(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if "multipleOf" in schema:
+        return False
+    patterns = list(schema.get("patternProperties") or ())
+    if isinstance(schema.get("pattern"), str):
+        patterns.append(schema["pattern"])
+    if any(_ENGINE_DEPENDENT.search(pattern) for pattern in patterns):
+        return False
+    return all(quick_check_applies(value) for value in schema.values())
+
+
+def _never(payload: Any) -> bool:
+    return False
 
 
 def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:

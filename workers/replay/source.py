@@ -45,9 +45,11 @@ def records_gone(label: str, offset: int, log_start: int | None) -> RecordsGone:
     starts = "" if log_start is None else f" (the log now starts at {log_start:,})"
     return RecordsGone(
         f"{label}: the records from offset {offset:,} on are gone{starts}: retention "
-        "deleted them while this replay read them or before it resumed, and a copy built "
-        "over the gap would not be the fold of the topics. Discard this replay with "
-        "`seatflow replay --abort`, then start it again (it reads what the log holds now)"
+        "deleted them while this replay read them or before it resumed (or the topic was "
+        "truncated or made again), and a copy built over the gap would not be the fold of "
+        "the topics. Discard this replay with `seatflow replay --abort`, then start it "
+        "again: it reads what the log holds now (with --from a time well inside the "
+        "retention if the log's start keeps moving)"
     )
 
 

@@ -40,22 +40,21 @@ def pending(
 ) -> tuple[list[PositionedMutations], dict[int, int]]:
     """Split off what a sink has not applied yet; return it and the new next offsets.
 
-    An entry is new only if its offset is at or past the next one expected *after the
-    entries before it in the batch*, not just past the sink's checkpoint: a batch can hold
-    the same records twice (read again after a seek back, e.g. Faust's recovery seeking to
-    the committed offset while records sat in an agent's buffer), and the second copy's
-    mutations are the first's again, which counters must not take twice."""
+    An entry is new if its offset is at or past the sink's next offset *and* not one the
+    batch already holds: a batch can hold the same records twice (read again after a seek
+    back, e.g. Faust's recovery seeking to the committed offset while records sat in an
+    agent's buffer), and the second copy's mutations are the first's again, which counters
+    must not take twice."""
     todo: list[PositionedMutations] = []
     advanced: dict[int, int] = {}
+    taken: set[tuple[int, int]] = set()
     for entry in batch:
-        partition = entry.partition
-        expected = advanced.get(partition)
-        if expected is None:
-            expected = next_offsets.get(partition, 0)
-        if entry.offset < expected:
+        partition, offset = entry.partition, entry.offset
+        if offset < next_offsets.get(partition, 0) or (partition, offset) in taken:
             continue
+        taken.add((partition, offset))
         todo.append(entry)
-        advanced[partition] = entry.offset + 1
+        advanced[partition] = max(advanced.get(partition, 0), offset + 1)
     return todo, advanced
 
 
