@@ -62,8 +62,9 @@ def once_in_offset_order(records: list[RawRecord]) -> list[RawRecord]:
     offset, `read_again` after a hole) re-delivers records while earlier copies still sit
     in the agent's take buffer. Projected as read, each copy would yield its entry (the
     second one replays the first's mutations, as a crash-resumed read must), and a range
-    ending on a re-read record would stop short of the higher offsets read before it. The copies are
-    the same record at the same position, so one of each, in order, is the whole batch.
+    ending on a re-read record would stop short of the higher offsets read before it. The
+    copies are the same record at the same position, so one of each, in order, is the
+    whole batch.
     """
     if all(a.offset < b.offset for a, b in pairwise(records)):
         return records

@@ -12,6 +12,8 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.structs import TopicPartition
 
 from tests.integration.harness import (
     SEATFLOW,
@@ -115,6 +117,18 @@ async def end_offsets(settings: Settings) -> dict[tuple[str, int], int]:
     finally:
         await consumer.stop()
     return {(logical[tp.topic], tp.partition): offset for tp, offset in ends.items()}
+
+
+async def delete_records(settings: Settings, before: dict[TopicPartition, int]) -> None:
+    """Delete each partition's records below the offset given, as retention would."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        await admin.delete_records(
+            {tp: RecordsToDelete(offset) for tp, offset in before.items()}, timeout_ms=30_000
+        )
+    finally:
+        await admin.close()
 
 
 async def schema_exists(settings: Settings, schema: str) -> bool:

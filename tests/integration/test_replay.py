@@ -6,13 +6,13 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import TopicPartition
 
 from tests.integration.conftest import SettingsFactory
@@ -26,6 +26,7 @@ from tests.integration.harness import (
     wait_drained,
 )
 from tests.integration.replay_support import (
+    delete_records,
     end_offsets,
     mark_old_copy,
     read_postgres,
@@ -38,7 +39,6 @@ from tests.integration.replay_support import (
     wait_generation_drained,
 )
 from workers.generation import old_prefix, old_schema
-from workers.kafka_clients import client_kwargs
 from workers.loadgen.scenario import SEATS_GENERATED, ScenarioShape, UpstreamRecord, scenario
 from workers.replay.shadow import checkpoint_topic
 from workers.settings import Settings
@@ -141,15 +141,9 @@ async def _replay_process(
     )  # fmt: skip
 
 
-async def test_replay_killed_halfway_resumes_from_its_checkpoints(
-    settings_factory: SettingsFactory,
-) -> None:
-    settings = settings_factory()
-    records = await _in_topics(settings, seed=8, concert_events=6, reservations=6_000)
-    total = len(records)
-
-    # a decoding process too (the default only for large replays): kill -9 takes it along
-    args = ("--batch-events", "1000", "--decode-processes", "1")
+async def _replay_killed_at(settings: Settings, args: Sequence[str], events: int) -> None:
+    """`seatflow replay --json ARGS` kill -9'd (with its decoding processes) once its
+    progress reaches `events`."""
     proc = await _replay_process(
         settings, *args, stderr=asyncio.subprocess.DEVNULL, start_new_session=True
     )
@@ -159,11 +153,23 @@ async def test_replay_killed_halfway_resumes_from_its_checkpoints(
         line = orjson.loads(raw)
         if line["type"] == "progress":
             seen = line["events"]
-            if seen >= total // 2:
+            if seen >= events:
                 os.killpg(proc.pid, signal.SIGKILL)  # kill -9, mid-run
                 break
     await asyncio.wait_for(proc.wait(), 30)
     assert proc.returncode == -signal.SIGKILL, f"replay ended before it was killed ({seen})"
+
+
+async def test_replay_killed_halfway_resumes_from_its_checkpoints(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory()
+    records = await _in_topics(settings, seed=8, concert_events=6, reservations=6_000)
+    total = len(records)
+
+    # a decoding process too (the default only for large replays): kill -9 takes it along
+    args = ("--batch-events", "1000", "--decode-processes", "1")
+    await _replay_killed_at(settings, args, total // 2)
 
     summary = summary_of(await replay(settings, *args))
     assert summary["resumed"] and summary["resumed_from_batch"] > 0
@@ -235,32 +241,15 @@ async def test_records_deleted_before_a_replay_resumes_stop_it_with_a_way_out(
     await produce(settings, records[:cut])
 
     args = ("--no-swap", "--batch-events", "1000", "--decode-processes", "1")
-    proc = await _replay_process(
-        settings, *args, stderr=asyncio.subprocess.DEVNULL, start_new_session=True
-    )
-    assert proc.stdout is not None
-    async for raw in proc.stdout:
-        line = orjson.loads(raw)
-        if line["type"] == "progress" and line["events"] >= cut // 2:
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-    await asyncio.wait_for(proc.wait(), 30)
-    assert proc.returncode == -signal.SIGKILL, "the replay ended before it was killed"
+    await _replay_killed_at(settings, args, cut // 2)
 
     # retention takes everything produced so far
-    catalog = load_catalog(settings)
-    topics = {spec.logical: spec.name for spec in catalog.sources()}
-    admin = AIOKafkaAdminClient(**client_kwargs(settings))
-    await admin.start()
-    try:
-        ends = await end_offsets(settings)
-        await admin.delete_records(
-            {TopicPartition(topics[logical], p): RecordsToDelete(end)
-             for (logical, p), end in ends.items() if end},
-            timeout_ms=30_000,
-        )  # fmt: skip
-    finally:
-        await admin.close()
+    topics = {spec.logical: spec.name for spec in load_catalog(settings).sources()}
+    ends = await end_offsets(settings)
+    await delete_records(
+        settings,
+        {TopicPartition(topics[logical], p): end for (logical, p), end in ends.items() if end},
+    )
 
     again = await _replay_process(settings, *args, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(again.communicate(), 120)

@@ -9,11 +9,11 @@ import random
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import ConsumerRecord
 
 from tests.integration.conftest import SettingsFactory
 from tests.integration.harness import produce, run_cli
+from tests.integration.replay_support import delete_records
 from workers.kafka_clients import client_kwargs
 from workers.loadgen.scenario import ScenarioShape, scenario
 from workers.replay.decoders import Decoders, RangeReader
@@ -119,12 +119,7 @@ async def test_records_deleted_by_retention_make_every_reader_refuse(
     sp = max(sources, key=lambda s: ranges[s][1])
     end = ranges[sp][1]
     assert end > 40
-    admin = AIOKafkaAdminClient(**client_kwargs(settings))
-    await admin.start()
-    try:
-        await admin.delete_records({sp.tp: RecordsToDelete(20)}, timeout_ms=30_000)
-    finally:
-        await admin.close()
+    await delete_records(settings, {sp.tp: 20})
     gone = rf"{sp.label}: the records from offset 5 on are gone \(the log now starts at 20\)"
 
     reader = SourceReader(settings, [sp])

@@ -94,14 +94,7 @@ def parse_payload(data: bytes) -> tuple[dict[str, Any], bool]:
     shapes = data.translate(_NUMBER_SHAPES)
     if shapes.count(b"{") > MAX_DEPTH:  # else it cannot nest deeper than MAX_DEPTH
         check_depth(data)
-    plain = not _needs_exact(shapes)
-    if plain:
-        try:
-            parsed = orjson.loads(data)
-        except orjson.JSONDecodeError:  # as `loads_fast`
-            parsed, plain = loads_exact(data), False
-    else:
-        parsed = loads_exact(data)
+    parsed, plain = (loads_exact(data), False) if _needs_exact(shapes) else _loads_fast(data)
     if type(parsed) is not dict:
         raise _undecodable(f"the value is a JSON {json_type(parsed)}, not an object")
     return parsed, plain
@@ -147,10 +140,15 @@ def loads_fast(data: bytes) -> Any:
     input orjson rejects but the exact parser accepts, e.g. 1e400, its result is the exact
     reading and the schema decides.)
     """
+    return _loads_fast(data)[0]
+
+
+def _loads_fast(data: bytes) -> tuple[Any, bool]:
+    """`loads_fast`, and whether orjson's reading stands (False: the exact parser's)."""
     try:
-        return orjson.loads(data)
+        return orjson.loads(data), True
     except orjson.JSONDecodeError:
-        return loads_exact(data)
+        return loads_exact(data), False
 
 
 def loads_exact(data: bytes) -> Any:
