@@ -128,9 +128,8 @@ def project_partition(
         total = Mutations()
         for seat_id, items in by_seat.items():
             state = states[seat_id] = _state_of(seat_id, load, cached)
-            mutations, _ = apply_range(state, items, low, high)
-            if mutations is not None:
-                total.merge(mutations)
+            apply_range(state, items, low, high, total)
+        total.drop_zero_counts()
         out.positioned.append(PositionedMutations(last.partition, last.offset, total))
     out.states = {seat_id: encode_state(state) for seat_id, state in states.items()}
     out.seat_states = states

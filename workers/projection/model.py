@@ -170,6 +170,15 @@ class Mutations:
             or self.order_expired_items or self.customer or self.customer_seen or self.daily
         )  # fmt: skip
 
+    def drop_zero_counts(self) -> None:
+        """Remove counters that sum to zero, as `merge` does as it goes: a zero delta is
+        no change, yet written it could make a row or a field that should not exist.
+        For mutations collected with `derive(..., into=)` (see `seat.apply_range`)."""
+        for counts in (self.availability, self.order_expired_items, self.customer, self.daily):
+            zeros = [key for key, value in counts.items() if not value]
+            for key in zeros:
+                del counts[key]
+
     def merge(self, later: Mutations) -> None:
         """Fold `later` into this. Called once per seat and replay batch with mostly empty
         parts, so each part is touched only when `later` has it."""

@@ -117,10 +117,14 @@ def apply(state: SeatState, fact: SeatFact, position: Position) -> Mutations:
 
 
 def apply_range(
-    state: SeatState, items: Sequence[tuple[Position, SeatFact]], low: Position, high: Position
-) -> tuple[Mutations | None, bool]:
-    """Add one seat's facts read in the position range [low, high) to `state` (in place):
-    the mutations of all of them together, for one derivation instead of one per fact.
+    state: SeatState,
+    items: Sequence[tuple[Position, SeatFact]],
+    low: Position,
+    high: Position,
+    into: Mutations,
+) -> bool:
+    """Add one seat's facts read in the position range [low, high) to `state` (in place)
+    and their mutations, all together, to `into`: one derivation instead of one per fact.
 
     `apply` gives a fact the mutations `diff(derive(facts before it), derive(facts up to
     it))`; over a range of positions those telescope to `diff(derive(facts before low),
@@ -129,13 +133,20 @@ def apply_range(
     again after a crash, its state saved ahead of the sinks) counts again, so the range
     yields exactly the mutations it yielded the first time.
 
-    Returns (the mutations, or None if the range has none for this seat; whether the
-    state changed and must be saved).
+    `into` collects a whole batch, seat after seat: what `Mutations.merge` of each seat's
+    mutations would give, except that counters that sum to zero stay as zeros until the
+    batch's owner calls `into.drop_zero_counts()` once. Why: most seats of a replay batch
+    are new, and `diff(nothing, after)` is `after` itself, so a new seat is derived
+    straight into the batch (`derive(..., into=)`) instead of into a view of its own that
+    is then merged (a fifth of the projecting process's time), and no view is kept for
+    it (`SeatState.view` derives one if the seat comes back).
+
+    Returns whether the state changed and must be saved.
     """
     facts = state.facts
     last = facts[-1][0] if facts else None
     fresh = last is None or last < low  # nothing of this batch or later is known yet
-    new_seat = not facts  # diff(nothing, after) is `after` itself: skip both
+    new_seat = not facts  # diff(nothing, after) is `after` itself: derive into `into`
     before = state.view() if fresh and not new_seat else None
     known = {fact.fact_id: position for position, fact in facts} if facts else {}
     added = counted = False
@@ -149,7 +160,11 @@ def apply_range(
             counted = True  # processed again after a crash: count it again
         # else: a duplicate of a fact known at another position: nothing
     if not counted:
-        return None, False
+        return False
+    if new_seat:  # read only from here on: every fact is in the range
+        derive(state.seat_id, (f for _, f in facts), into)
+        state._view = None
+        return added
     if added and not fresh:
         facts.sort(key=_BY_POSITION)
     if facts[-1][0] < high:
@@ -158,18 +173,22 @@ def apply_range(
     else:  # facts of later batches are known (a resumed run): stop at this batch
         after = derive(state.seat_id, (f for p, f in facts if p < high))
         state._view = None
-    if new_seat:
-        return after, added  # read only from here on (merged, cached as the view)
     if before is None:
         before = derive(state.seat_id, (f for p, f in facts if p < low))
-    return diff(before, after), added
+    into.merge(diff(before, after))
+    return added
 
 
 # ---------------------------------------------------------------- derivation
 
 
-def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
+def derive(seat_id: str, facts: Iterable[SeatFact], into: Mutations | None = None) -> Mutations:
     """The read-model content of one seat, as a function of its set of facts.
+
+    `into`: add the content to these mutations (of other seats) instead of a new, empty
+    one, as `into.merge(derive(seat_id, facts))` would, but for counters that sum to
+    zero (see `apply_range`): counters and seat-map fields are added, rows set, an
+    order's header kept if it ranks first.
 
     Written for speed (it runs once per seat and replay batch, the largest cost of a
     replay's projecting process): counters are updated inline, and the ranks are
@@ -179,7 +198,7 @@ def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
     created: dict[str, CreatedFact] = {}
     expired: dict[str, ExpiredFact] = {}
     orders: dict[str, OrderedFact] = {}  # one item per order on this seat
-    view = Mutations()
+    view = Mutations() if into is None else into
     seen = view.customer_seen
     fields = view.availability_fields
 
@@ -272,6 +291,7 @@ def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
             holder_status = ORDERED if status == RES_ORDERED else RESERVED
 
     # Orders (rule 6).
+    headers, expired_items = view.order_headers, view.order_expired_items
     for order in orders.values():
         order_id = order.order_id
         item_expired = order.reservation_id in expired
@@ -282,17 +302,19 @@ def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
             price=order.price,
             status=ITEM_RESERVATION_EXPIRED if item_expired else ITEM_ACTIVE,
         )
-        view.order_headers[order_id] = OrderHeader(
-            order_id=order_id,
-            message_id=order.message_id,
-            customer_id=order.customer_id,
-            item_count=order.item_count,
-            total_amount=order.total_amount,
-            currency=order.currency,
-            placed_at=order.placed_at,
-        )
+        header = headers.get(order_id)
+        if header is None or (order.placed_at, order.message_id) < header.rank():
+            headers[order_id] = OrderHeader(
+                order_id=order_id,
+                message_id=order.message_id,
+                customer_id=order.customer_id,
+                item_count=order.item_count,
+                total_amount=order.total_amount,
+                currency=order.currency,
+                placed_at=order.placed_at,
+            )
         if item_expired:
-            view.order_expired_items[order_id] = 1
+            expired_items[order_id] = expired_items.get(order_id, 0) + 1
         if order.item_index == 0:
             _add(customer, (order.customer_id, "orders"), 1)
             _add(customer, (order.customer_id, "total_spent"), order.total_amount)
@@ -318,11 +340,15 @@ def derive(seat_id: str, facts: Iterable[SeatFact]) -> Mutations:
     if catalog is not None:
         event = catalog.concert_event_id
         view.seatmap_set[(event, seat_id)] = holder_status
+        if view.seatmap_del:
+            view.seatmap_del.discard((event, seat_id))
         availability = view.availability
-        availability[(event, TOTAL)] = 1
-        availability[(event, holder_status)] = 1
-        if holder_status == AVAILABLE:
-            availability[(event, f"{catalog.section}:available")] = 1
+        for key in (
+            ((event, TOTAL), (event, holder_status), (event, f"{catalog.section}:available"))
+            if holder_status == AVAILABLE
+            else ((event, TOTAL), (event, holder_status))
+        ):
+            availability[key] = availability.get(key, 0) + 1
     return view
 
 

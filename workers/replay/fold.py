@@ -70,7 +70,10 @@ class BatchFold:
         self.facts = 0
         self.rejected = 0
         """Records the decoder rejects: dead letters of the live worker, skipped here."""
-        self.mutations = Mutations()
+        self.collecting = Mutations()
+        """The mutations of the seats projected so far (`seat.apply_range`)."""
+        self.mutations: Mutations | None = None
+        """The batch's mutations, once `finish` has settled them."""
         self.changed: list[str] = []
         """Seats whose state changed: what the changelog must receive before the sinks."""
         self.wires: dict[str, tuple[SeatFact, bytes]] = {}
@@ -113,16 +116,23 @@ class BatchFold:
         self.add(decode_chunk([plain(logical, record) for logical, record in records]))
 
     def project(self, states: dict[str, SeatState], seats: Iterable[str]) -> None:
-        """Apply the batch's facts of `seats` (keys of `by_seat`) to `states`."""
+        """Apply the batch's facts of `seats` (keys of `by_seat`) to `states`; `finish`
+        once all are."""
+        into = self.collecting
         for seat_id in seats:
             state = states.get(seat_id)
             if state is None:
                 state = states[seat_id] = SeatState(seat_id)
-            mutations, added = apply_range(state, self.by_seat[seat_id], self.low, self.high)
-            if mutations is not None:
-                self.mutations.merge(mutations)
-            if added:
+            if apply_range(state, self.by_seat[seat_id], self.low, self.high, into):
                 self.changed.append(seat_id)
+
+    def finish(self) -> Mutations:
+        """The batch's mutations, once every seat is projected (counters that summed to
+        zero removed: `seat.apply_range`)."""
+        if self.mutations is None:
+            self.collecting.drop_zero_counts()
+            self.mutations = self.collecting
+        return self.mutations
 
 
 _TYPES = {t.value: t for t in EventType}

@@ -616,6 +616,7 @@ class Replay:
         for seats in _chunks(list(fold.by_seat), CHUNK):
             fold.project(self.states, seats)
             await asyncio.sleep(0)
+        fold.finish()
         t3 = time.perf_counter()
         encoded: list[tuple[str, bytes]] = []
         for seats in _chunks(fold.changed, CHUNK):
@@ -685,7 +686,7 @@ class Replay:
         if previous is not None:
             await previous
         applying = time.perf_counter()
-        stores = await shadow.apply(target, batch_no, fold.mutations)
+        stores = await shadow.apply(target, batch_no, fold.finish())
         self.phases["changelog"] += acked - started
         self.phases["sinks"] += time.perf_counter() - applying
         for name, seconds in stores.items():

@@ -75,7 +75,7 @@ async def run_batches(
         for seat in step.changed:
             saved[seat] = encode_state(states[seat])
         for sink in sinks:
-            await sink.apply("replay", [PositionedMutations(0, number, step.mutations)])
+            await sink.apply("replay", [PositionedMutations(0, number, step.finish())])
     return saved
 
 

@@ -39,7 +39,7 @@ def test_wire_chunks_fold_and_encode_like_plain_ones() -> None:
         a.project(wired, list(a.by_seat))
         b.project(plain_states, list(b.by_seat))
         assert a.changed == b.changed
-        assert a.mutations == b.mutations
+        assert a.finish() == b.finish()
         for seat in a.changed:
             assert encode_seat(wired[seat], a.wires) == encode_state(plain_states[seat])
             assert encode_seat(wired[seat], a.wires) == encode_state(
@@ -53,7 +53,7 @@ def test_redis_value_parts_cover_the_batch_in_small_pieces() -> None:
         fold = BatchFold(batch_no)
         fold.add(decode_chunk(batch))
         fold.project(states, list(fold.by_seat))
-        m = fold.mutations
+        m = fold.finish()
         parts = list(absolute_parts(m, size=7))
         assert all(len(p.seats) + len(p.seatmap_set) + len(p.seatmap_del) <= 7 for p in parts)
         assert not any(p.availability or p.availability_fields for p in parts)
