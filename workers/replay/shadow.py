@@ -241,6 +241,9 @@ class ShadowRedisSink(RedisSink):
     checkpoint is an error here, not a race to retry.
     """
 
+    piece_size = REDIS_CHUNK
+    """Keys or fields per value script (`absolute_parts`)."""
+
     async def apply(self, topic: str, batch: Sequence[PositionedMutations]) -> ApplyResult:
         if not batch:
             return ApplyResult(applied=0, skipped=0)
@@ -250,8 +253,7 @@ class ShadowRedisSink(RedisSink):
         if not todo:
             return ApplyResult(applied=0, skipped=len(batch))
         m = merged(todo)
-        for part in absolute_parts(m):
-            await self.client.eval(WRITE_SCRIPT, 0, write_payload(self.prefix, part))
+        await self._write_values(m)
         counters = Mutations(availability=m.availability, availability_fields=m.availability_fields)
         async with self.client.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
@@ -262,6 +264,31 @@ class ShadowRedisSink(RedisSink):
             pipe.hset(key, mapping={str(p): str(o) for p, o in sorted(advanced.items())})
             await pipe.execute()  # WatchError if the checkpoint moved meanwhile
         return ApplyResult(applied=len(todo), skipped=len(batch) - len(todo))
+
+    async def _write_values(self, m: Mutations) -> None:
+        """The batch's values, piece by piece, `VALUES_IN_FLIGHT` scripts at a time: the
+        next piece's payload is built here while Redis runs the last one (the pieces
+        commute: each key or field is in one of them). A piece that fails fails the
+        batch once those in flight have ended: nothing is left running behind it."""
+        in_flight: list[asyncio.Task[Any]] = []
+        try:
+            for part in absolute_parts(m, self.piece_size):
+                payload = write_payload(self.prefix, part)
+                if len(in_flight) >= VALUES_IN_FLIGHT:
+                    await in_flight.pop(0)
+                in_flight.append(asyncio.ensure_future(self.client.eval(WRITE_SCRIPT, 0, payload)))
+                await asyncio.sleep(0)  # let it send before the next payload is built
+            while in_flight:
+                await in_flight.pop(0)
+        finally:
+            if in_flight:
+                for task in in_flight:
+                    task.cancel()
+                await asyncio.gather(*in_flight, return_exceptions=True)
+
+
+VALUES_IN_FLIGHT = 2
+"""Value scripts of a shadow batch sent before the first of them must have returned."""
 
 
 # ---------------------------------------------------------------- the generation's seat table

@@ -48,12 +48,7 @@ import asyncpg
 
 from workers.db.migrate import quote_ident
 from workers.generation import check_postgres_generation
-from workers.projection.model import (
-    Mutations,
-    Number,
-    OrderHeader,
-    ReservationRow,
-)
+from workers.projection.model import Mutations, Number
 from workers.settings import Settings
 from workers.sinks.base import PROJECTION, ApplyResult, PositionedMutations, merged, pending
 from workers.verify.snapshot import PG_TABLES, Snapshot, norm
@@ -63,6 +58,8 @@ from workers.verify.snapshot import PG_TABLES, Snapshot, norm
 _CUSTOMER_INT_COUNTERS = ("reservations", "active_holds", "expirations", "orders")
 _DAILY_INT_COUNTERS = ("reservations", "expirations", "seats_ordered")
 
+Rows = list[tuple[Any, ...]]
+"""A statement's rows, in its columns' order (`ROW_TYPES`)."""
 Columns = list[list[Any]]
 """Parallel arrays, one per column, as `unnest($1::t1[], $2::t2[], ...)` takes them."""
 
@@ -72,47 +69,36 @@ Columns = list[list[Any]]
 
 @dataclass(slots=True)
 class WritePlan:
-    """The arrays of every statement of one flush, keys sorted (stable lock order)."""
+    """The rows of every statement of one flush, keys sorted (stable lock order)."""
 
-    reservations: Columns = field(default_factory=list)
-    order_items: Columns = field(default_factory=list)
-    order_headers: Columns = field(default_factory=list)
-    order_expired: Columns = field(default_factory=list)
+    reservations: Rows = field(default_factory=list)
+    order_items: Rows = field(default_factory=list)
+    order_headers: Rows = field(default_factory=list)
+    order_expired: Rows = field(default_factory=list)
     order_lock: list[int] = field(default_factory=list)
     """Advisory lock keys of every order the flush touches, sorted: taken before any
     write to orders."""
-    customers: Columns = field(default_factory=list)
-    daily: Columns = field(default_factory=list)
+    customers: Rows = field(default_factory=list)
+    daily: Rows = field(default_factory=list)
 
     def rows(self) -> int:
         """Rows the plan writes (a row written by two statements counts twice)."""
         return sum(
-            len(cols[0]) if cols else 0
-            for cols in (
+            len(rows)
+            for rows in (
                 self.reservations, self.order_items, self.order_headers, self.order_expired,
                 self.customers, self.daily,
             )
         )  # fmt: skip
 
 
-def _transpose(rows: list[tuple[Any, ...]]) -> Columns:
-    """Rows to parallel column arrays; no rows, no arrays (the statement is skipped)."""
+def columns(rows: Rows) -> Columns:
+    """Rows to parallel column arrays (`unnest_source`)."""
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-def _reservation(r: ReservationRow) -> tuple[Any, ...]:
-    return (
-        r.reservation_id, r.seat_id, r.concert_event_id, r.customer_id, r.section,
-        r.seat_number, r.base_price, r.status, r.created_at, r.expires_at, r.expired_at,
-        r.order_id,
-    )  # fmt: skip
-
-
-def _header(h: OrderHeader) -> tuple[Any, ...]:
-    return (
-        h.order_id, h.message_id, h.customer_id, h.item_count, h.total_amount, h.currency,
-        h.placed_at,
-    )  # fmt: skip
+def _same(value: Decimal) -> Decimal:
+    return value
 
 
 ORDER_LOCK_CLASS = 0x5EA7F11
@@ -128,18 +114,32 @@ def order_lock_key(order_id: str) -> int:
     return (int(order_id[-8:], 16) ^ 0x80000000) - 0x80000000
 
 
-def plan_writes(m: Mutations) -> WritePlan:
-    """Turn merged mutations into the statements' arrays (pure: unit-tested)."""
+def plan_writes(m: Mutations, money: Callable[[Decimal], Any] = _same) -> WritePlan:
+    """Turn merged mutations into the statements' rows (pure: unit-tested).
+
+    `money`: how amounts travel (`Decimal` as they are, or `str` for the staged form's
+    text columns: `staged_source`)."""
     plan = WritePlan()
-    plan.reservations = _transpose([_reservation(r) for _, r in sorted(m.reservations.items())])
-    plan.order_items = _transpose(
-        [
-            (i.order_id, i.seat_id, i.reservation_id, i.price, i.status)
-            for _, i in sorted(m.order_items.items())
-        ]
-    )
-    plan.order_headers = _transpose([_header(h) for _, h in sorted(m.order_headers.items())])
-    plan.order_expired = _transpose(sorted(m.order_expired_items.items()))
+    plan.reservations = [
+        (
+            r.reservation_id, r.seat_id, r.concert_event_id, r.customer_id, r.section,
+            r.seat_number, money(r.base_price), r.status, r.created_at, r.expires_at,
+            r.expired_at, r.order_id,
+        )
+        for _, r in sorted(m.reservations.items())
+    ]  # fmt: skip
+    plan.order_items = [
+        (i.order_id, i.seat_id, i.reservation_id, money(i.price), i.status)
+        for _, i in sorted(m.order_items.items())
+    ]
+    plan.order_headers = [
+        (
+            h.order_id, h.message_id, h.customer_id, h.item_count, money(h.total_amount),
+            h.currency, h.placed_at,
+        )
+        for _, h in sorted(m.order_headers.items())
+    ]  # fmt: skip
+    plan.order_expired = sorted(m.order_expired_items.items())
     plan.order_lock = sorted(
         {order_lock_key(o) for o in (*m.order_headers, *m.order_expired_items)}
     )
@@ -149,32 +149,28 @@ def plan_writes(m: Mutations) -> WritePlan:
     counters: dict[str, dict[str, Number]] = {}
     for (customer_id, counter), delta in m.customer.items():
         counters.setdefault(customer_id, {})[counter] = delta
-    plan.customers = _transpose(
-        [
-            (
-                customer_id,
-                *(deltas.get(c, 0) for c in _CUSTOMER_INT_COUNTERS),
-                Decimal(deltas.get("total_spent", 0)),
-                m.customer_seen.get(customer_id),
-            )
-            for customer_id in sorted(set(counters) | set(m.customer_seen))
-            for deltas in (counters.get(customer_id, {}),)
-        ]
-    )
+    plan.customers = [
+        (
+            customer_id,
+            *(deltas.get(c, 0) for c in _CUSTOMER_INT_COUNTERS),
+            money(Decimal(deltas.get("total_spent", 0))),
+            m.customer_seen.get(customer_id),
+        )
+        for customer_id in sorted(set(counters) | set(m.customer_seen))
+        for deltas in (counters.get(customer_id, {}),)
+    ]
 
     daily: dict[tuple[str, str, date], dict[str, Number]] = {}
     for (event, section, day, counter), delta in m.daily.items():
         daily.setdefault((event, section, day), {})[counter] = delta
-    plan.daily = _transpose(
-        [
-            (
-                *key,
-                *(deltas.get(c, 0) for c in _DAILY_INT_COUNTERS),
-                Decimal(deltas.get("revenue", 0)),
-            )
-            for key, deltas in sorted(daily.items())
-        ]
-    )
+    plan.daily = [
+        (
+            *key,
+            *(deltas.get(c, 0) for c in _DAILY_INT_COUNTERS),
+            money(Decimal(deltas.get("revenue", 0))),
+        )
+        for key, deltas in sorted(daily.items())
+    ]
     return plan
 
 
@@ -204,15 +200,23 @@ def unnest_source(name: str) -> str:
 
 
 def staged_source(name: str) -> str:
-    """The rows of statement `name` in its staging table (`PostgresSink(staged=True)`)."""
-    return f"pg_temp.{STAGE_PREFIX}{name}"
+    """The rows of statement `name` in its staging table (`PostgresSink(staged=True)`),
+    amounts cast from the text they are staged as (`staging_ddl`)."""
+    selected = ", ".join(
+        f"c{i}::numeric" if t == "numeric" else f"c{i}" for i, t in enumerate(ROW_TYPES[name], 1)
+    )
+    return f"(SELECT {selected} FROM pg_temp.{STAGE_PREFIX}{name})"
 
 
 def staging_ddl() -> str:
-    """The session's staging tables, emptied at every commit."""
+    """The session's staging tables, emptied at every commit.
+
+    Amounts are staged as text (`str(Decimal)`, which PostgreSQL reads back exactly):
+    asyncpg's binary numeric encoder takes 1.7 us a value, `str` 0.1, and a replay
+    batch holds a quarter of a million amounts."""
     return "".join(
         f"CREATE TEMP TABLE IF NOT EXISTS {STAGE_PREFIX}{name} ("
-        + ", ".join(f"c{i} {t}" for i, t in enumerate(types, 1))
+        + ", ".join(f"c{i} {'text' if t == 'numeric' else t}" for i, t in enumerate(types, 1))
         + ") ON COMMIT DELETE ROWS;\n"
         for name, types in ROW_TYPES.items()
     )
@@ -425,7 +429,8 @@ class PostgresSink:
             rows = await conn.fetch(sql["lock_checkpoints"], PROJECTION, topic, partitions)
             todo, advanced = pending(batch, {r["partition"]: r["next_offset"] for r in rows})
             if todo:
-                await self._write(conn, plan_writes(merged(todo)))
+                plan = plan_writes(merged(todo), str if self.staged else _same)
+                await self._write(conn, plan)
                 moved = sorted(advanced.items())
                 await conn.execute(
                     sql["set_checkpoints"],
@@ -449,9 +454,9 @@ class PostgresSink:
             await self._run(conn, "order_headers", plan.order_headers)
         if plan.order_expired:
             updated = await self._run(conn, "order_expired", plan.order_expired, fetch=True)
-            if len(updated) != len(plan.order_expired[0]):
+            if len(updated) != len(plan.order_expired):
                 found = {str(r["order_id"]) for r in updated}
-                missing = sorted(set(plan.order_expired[0]) - found)
+                missing = sorted({order_id for order_id, _ in plan.order_expired} - found)
                 raise UnknownOrderError(
                     f"expired-item deltas for {len(missing)} order(s) without a row, "
                     f"e.g. {missing[:3]}"
@@ -469,16 +474,17 @@ class PostgresSink:
                 )
 
     async def _run(
-        self, conn: asyncpg.Connection, name: str, columns: Columns, *, fetch: bool = False
+        self, conn: asyncpg.Connection, name: str, rows: Rows, *, fetch: bool = False
     ) -> list[asyncpg.Record]:
-        """Statement `name` on `columns`: as array parameters, or COPYed to its staging
+        """Statement `name` on `rows`: as array parameters, or COPYed to its staging
         table first (`staged`)."""
-        args: tuple[Any, ...] = tuple(columns)
         if self.staged:
             await conn.copy_records_to_table(
-                STAGE_PREFIX + name, records=zip(*columns, strict=True), schema_name="pg_temp"
+                STAGE_PREFIX + name, records=rows, schema_name="pg_temp"
             )
-            args = ()
+            args: tuple[Any, ...] = ()
+        else:
+            args = tuple(columns(rows))
         if fetch:
             return await conn.fetch(self._sql[name], *args)
         await conn.execute(self._sql[name], *args)

@@ -8,10 +8,12 @@ hashes. The memory harness is in the suite too, which checks the suite itself.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
 
+from workers.replay.shadow import ShadowRedisSink
 from workers.settings import Settings
 from workers.sinks.base import Sink
 from workers.sinks.memory import MemorySink
@@ -48,12 +50,26 @@ class Harness:
         return self.own(reference.snapshot())
 
 
-@pytest.fixture(params=["memory", "postgres", "postgres-staged", "redis"])
+@pytest.fixture(params=["memory", "postgres", "postgres-staged", "redis", "redis-shadow"])
 async def harness(
     request: pytest.FixtureRequest, migrated_settings: Settings
 ) -> AsyncIterator[Harness]:
-    kind: str = request.param
-    settings = migrated_settings
+    async with _harness(request.param, migrated_settings) as h:
+        yield h
+
+
+@pytest.fixture(params=["memory", "postgres", "postgres-staged", "redis"])
+async def racing_harness(
+    request: pytest.FixtureRequest, migrated_settings: Settings
+) -> AsyncIterator[Harness]:
+    """The sinks that more than one worker may write at once: not the replay's shadow
+    sinks, which one process writes under the replay's run lock."""
+    async with _harness(request.param, migrated_settings) as h:
+        yield h
+
+
+@asynccontextmanager
+async def _harness(kind: str, settings: Settings) -> AsyncIterator[Harness]:
     if kind == "memory":
         memory = MemorySink()
 
@@ -81,6 +97,11 @@ async def harness(
 
         h.another = another_pg
         h.closers.append(pg.close)
+    elif kind == "redis-shadow":  # the replay's: values first, in pieces, then counters
+        shadow = await ShadowRedisSink.connect(settings)
+        shadow.piece_size = 7  # many pieces, several in flight at once
+        h = Harness(kind, shadow, hashes_only, lambda: _own(shadow.snapshot(), hashes_only))
+        h.closers.append(shadow.close)
     else:
         rs = await RedisSink.connect(settings)
         h = Harness(kind, rs, hashes_only, lambda: _own(rs.snapshot(), hashes_only))

@@ -137,6 +137,26 @@ async def test_money_exact_to_the_cent(harness: Harness) -> None:
         assert snap.tables["event_sales_daily"][(EVENT, "C", T0.date())][3] == Decimal("3")
 
 
+async def test_amounts_in_every_spelling_are_written_exactly(harness: Harness) -> None:
+    """Amounts whose `str` is not plain digits (exponents, a negative zero, many digits):
+    the staged PostgreSQL sink sends amounts as that text, which must read back as the
+    same number."""
+    prices = ["1E+2", "0E-8", "-0.00", "12345678901234.123456789", "0.000001", "7.5000"]
+    p = Projector(partitions=2)
+    for n, price in enumerate(prices):
+        seat_id, reservation = uid(f"spelling-seat:{n}"), uid(f"spelling-res:{n}")
+        p.catalog(seat_id, EVENT, "S", f"S-1-{n}")
+        p.created(seat_id, reservation, "speller", T0, price=price, section="S")
+        p.ordered(uid(f"spelling-order:{n}"), [(seat_id, reservation, price)], "speller", T0)
+    reference = MemorySink()
+    await apply_all(reference, p.log, 5)
+    await apply_all(harness.sink, p.log, 5)
+    await assert_same(harness, reference)
+    if harness.has_tables:
+        rows = (await harness.read()).tables["reservations"]
+        assert sorted(row[5] for row in rows.values()) == sorted(map(Decimal, prices))
+
+
 @pytest.mark.parametrize("first", ["early", "late"])
 async def test_order_header_min_wins_in_any_order(harness: Harness, first: str) -> None:
     """(e) Two order-placed messages disagree about one order: the smallest
@@ -201,10 +221,11 @@ async def test_empty_batch_and_empty_mutations(harness: Harness) -> None:
     assert await harness.sink.positions(TOPIC) == {empties[-1].partition: empties[-1].offset + 1}
 
 
-async def test_two_writers_race_for_the_same_batches(harness: Harness) -> None:
+async def test_two_writers_race_for_the_same_batches(racing_harness: Harness) -> None:
     """Two workers (e.g. around a rebalance) apply the same stream at once, each in order
     and with its own batch boundaries: every entry is applied exactly once in total, and
     the content is MemorySink's."""
+    harness = racing_harness
     assert harness.another is not None
     log = main_scenario().log
     reference = MemorySink()

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from tests.integration.sinks.scenario import TOPIC, main_scenario
 from workers.projection.model import Mutations, SeatRecord
+from workers.replay.shadow import ShadowRedisSink
 from workers.settings import Settings
 from workers.sinks import redis_sink as redis_sink_module
 from workers.sinks.base import PositionedMutations, merged
@@ -141,3 +143,39 @@ async def test_large_seat_maps_are_written_in_pieces(redis_sink: RedisSink) -> N
     assert len(snap.hashes[f"seatmap:{event}"]) == 2_714
     differences = snap.differences(await expected(log))
     assert not differences, "\n".join(differences)
+
+
+async def test_a_failing_value_piece_of_a_shadow_batch_fails_it_with_nothing_left_running(
+    migrated_settings: Settings,
+) -> None:
+    """The replay's shadow sink sends its value pieces two at a time. One that fails (a
+    key of another type in the way) fails the batch once the piece in flight beside it
+    has ended: no write is left running behind the error, the counters and the checkpoint
+    are not written, and the batch applies in full once the obstacle is gone."""
+    sink = await ShadowRedisSink.connect(migrated_settings)
+    sink.piece_size = 10
+    try:
+        events = [f"{i:032x}" for i in range(95)]  # one seat map each: 10 pieces of them
+        seat = "5" * 32
+        m = Mutations(
+            seatmap_set={(e, seat): "available" for e in events},
+            availability={(events[0], "total"): 1},
+        )
+        blocked = f"{sink.prefix}seatmap:{events[42]}"
+        await sink.client.set(blocked, "not a hash")
+        batch = [PositionedMutations(0, 0, m)]
+        with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+            await sink.apply(TOPIC, batch)
+        assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert await sink.positions(TOPIC) == {}
+        assert not await sink.client.exists(f"{sink.prefix}availability:{events[0]}")
+        maps = [e for e in events if await sink.client.exists(f"{sink.prefix}seatmap:{e}")]
+        assert maps[:40] == events[:40]  # the pieces before the failing one were written
+
+        await sink.client.delete(blocked)
+        await sink.apply(TOPIC, batch)
+        differences = (await sink.snapshot()).differences(await expected(batch))
+        assert not differences, "\n".join(differences)
+        assert await sink.positions(TOPIC) == {0: 1}
+    finally:
+        await sink.close()

@@ -18,7 +18,7 @@ from workers.projection.model import (
     SeatRecord,
 )
 from workers.sinks import postgres_sink
-from workers.sinks.postgres_sink import order_lock_key, plan_writes
+from workers.sinks.postgres_sink import columns, order_lock_key, plan_writes
 from workers.sinks.redis_sink import _by_event, _glob_escape, write_payload
 
 T = datetime(2030, 1, 1, tzinfo=UTC)
@@ -49,17 +49,23 @@ def test_empty_mutations_plan_no_statement() -> None:
 def test_rows_are_sorted_by_key_for_a_stable_lock_order() -> None:
     m = Mutations(reservations={C: reservation(C), A: reservation(A), B: reservation(B)})
     plan = plan_writes(m)
-    assert plan.reservations[0] == [A, B, C]
-    assert len(plan.reservations) == 12  # one array per column of the statement
-    assert plan.reservations[6] == [Decimal("1.10")] * 3  # money stays Decimal
+    arrays = columns(plan.reservations)
+    assert arrays[0] == [A, B, C]
+    assert len(arrays) == 12  # one array per column of the statement
+    assert arrays[6] == [Decimal("1.10")] * 3  # money stays Decimal
+    staged = plan_writes(m, money=str)  # the staged form's text amounts
+    assert columns(staged.reservations)[6] == ["1.10"] * 3
+    assert [row[:6] + row[7:] for row in staged.reservations] == [
+        row[:6] + row[7:] for row in plan.reservations
+    ]
 
 
 def test_orders_lock_covers_headers_and_expiry_counts() -> None:
     m = Mutations(order_headers={C: header(C), A: header(A)}, order_expired_items={B: 1, A: 2})
     plan = plan_writes(m)
     assert plan.order_lock == sorted({order_lock_key(A), order_lock_key(B), order_lock_key(C)})
-    assert plan.order_headers[0] == [A, C]
-    assert plan.order_expired == [[A, B], [2, 1]]
+    assert columns(plan.order_headers)[0] == [A, C]
+    assert columns(plan.order_expired) == [[A, B], [2, 1]]
 
 
 def test_order_lock_keys_are_signed_32_bit() -> None:
@@ -78,7 +84,7 @@ def test_customer_rows_union_deltas_and_activity() -> None:
         customer_seen={"amy": T},
     )
     plan = plan_writes(m)
-    ids, reservations, holds, expirations, orders, spent, seen = plan.customers
+    ids, reservations, holds, expirations, orders, spent, seen = columns(plan.customers)
     assert ids == ["amy", "bob"]
     assert (reservations, holds, expirations, orders) == ([0, 0], [0, 0], [0, 0], [0, 1])
     assert spent == [Decimal(0), Decimal("9.99")]
@@ -95,7 +101,7 @@ def test_daily_deltas_are_pivoted_per_row() -> None:
         }
     )
     plan = plan_writes(m)
-    assert plan.daily == [
+    assert columns(plan.daily) == [
         [A, B],
         ["S", "S"],
         [day, day],
