@@ -176,8 +176,7 @@ def write_payload(prefix: str, m: Mutations) -> bytes:
     """The JSON argument of WRITE_SCRIPT for `m` (pure; sorted, so deterministic)."""
     p = prefix
     seats = [
-        [f"{p}seat:{seat_id}", [x for item in record.hash_fields().items() for x in item]]
-        for seat_id, record in sorted(m.seats.items())
+        [f"{p}seat:{seat_id}", record.hash_items()] for seat_id, record in sorted(m.seats.items())
     ]
     hset = [
         [f"{p}seatmap:{event}", [x for item in fields for x in item]]

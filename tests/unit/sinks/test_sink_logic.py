@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import orjson
+import pytest
 
 from workers.commands.db import describe_dsn, scrub
 from workers.db.migrate import load_migrations, quote_ident
@@ -181,3 +182,23 @@ def test_dsn_messages_never_show_the_password() -> None:
     assert describe_dsn(dsn) == "db.example:6543/rm"
     assert describe_dsn("postgresql://u@h/d") == "h:5432/d"
     assert scrub("auth failed for p@ss\nand p%40ss", dsn) == "auth failed for *** and ***"
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_seat_hash_items_are_its_fields_in_turn(held: bool) -> None:
+    """What the Redis sink sends (`hash_items`) is the hash MemorySink defines
+    (`hash_fields`): None fields absent, the expiry in UTC with microseconds."""
+    record = SeatRecord(
+        seat_id=A, status="reserved" if held else "available",
+        reservation_id=B if held else None, customer_id="c-1" if held else None,
+        concert_event_id=C, section="VIP", seat_number="VIP-1-1",
+        expires_at=datetime(2026, 12, 6, 11, 0, tzinfo=UTC) if held else None,
+    )  # fmt: skip
+    items = record.hash_items()
+    assert list(zip(items[::2], items[1::2], strict=True)) == list(record.hash_fields().items())
+    expected = {"status": record.status, "concert_event_id": C, "section": "VIP"}
+    expected["seat_number"] = "VIP-1-1"
+    if held:
+        expected |= {"reservation_id": B, "customer_id": "c-1"}
+        expected["expires_at"] = "2026-12-06T11:00:00.000000Z"
+    assert record.hash_fields() == expected
