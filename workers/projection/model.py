@@ -191,8 +191,8 @@ class Mutations:
                 del counts[key]
 
     def merge(self, later: Mutations) -> None:
-        """Fold `later` into this. Called once per seat and replay batch with mostly empty
-        parts, so each part is touched only when `later` has it."""
+        """Fold `later` into this. Called with mostly empty parts (a seat's changes, or a
+        sink's batch entries), so each part is touched only when `later` has it."""
         if later.seats:
             self.seats.update(later.seats)
         if later.seatmap_del:

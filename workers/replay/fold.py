@@ -118,6 +118,7 @@ class BatchFold:
     def project(self, states: dict[str, SeatState], seats: Iterable[str]) -> None:
         """Apply the batch's facts of `seats` (keys of `by_seat`) to `states`; `finish`
         once all are."""
+        assert self.mutations is None, "the batch is finished"
         into = self.collecting
         for seat_id in seats:
             state = states.get(seat_id)

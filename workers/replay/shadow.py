@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -231,7 +232,7 @@ class ShadowRedisSink(RedisSink):
     the live workers and readers share, for seconds. Only the counter deltas must be
     written exactly once, i.e. together with the checkpoint; seat hashes (replaced whole)
     and seat-map fields are values, and writing one again writes the same thing. So
-    they go first, `REDIS_CHUNK` at a time, then the availability deltas and the new
+    they go first, `REDIS_CHUNK` at a time (two in flight), then the availability deltas and the new
     checkpoint in one MULTI/EXEC. Killed in between, the shadow holds some of the batch's
     values but not its counters nor its checkpoint: the resumed run processes the batch
     again (same mutations: fold.py), writes the same values and then the counters once.
@@ -267,24 +268,33 @@ class ShadowRedisSink(RedisSink):
 
     async def _write_values(self, m: Mutations) -> None:
         """The batch's values, piece by piece, `VALUES_IN_FLIGHT` scripts at a time: the
-        next piece's payload is built here while Redis runs the last one (the pieces
-        commute: each key or field is in one of them). A piece that fails fails the
-        batch once those in flight have ended: nothing is left running behind it."""
-        in_flight: list[asyncio.Task[Any]] = []
+        next pieces' payloads are built here while Redis runs the earlier ones (the
+        pieces commute: each key or field is in one of them). A piece that fails fails
+        the batch once the others in flight have ended (they are values: written or
+        not, the batch is applied again in full): nothing is left running behind it.
+        Cancelled, it cancels them."""
+        in_flight: deque[asyncio.Task[Any]] = deque()
         try:
             for part in absolute_parts(m, self.piece_size):
                 payload = write_payload(self.prefix, part)
                 if len(in_flight) >= VALUES_IN_FLIGHT:
-                    await in_flight.pop(0)
+                    await in_flight[0]
+                    in_flight.popleft()
                 in_flight.append(asyncio.ensure_future(self.client.eval(WRITE_SCRIPT, 0, payload)))
-                await asyncio.sleep(0)  # let it send before the next payload is built
+                # Let it start: its command is written by the time the piece before it
+                # has been awaited, i.e. before the payload after next is built.
+                await asyncio.sleep(0)
             while in_flight:
-                await in_flight.pop(0)
-        finally:
-            if in_flight:
-                for task in in_flight:
-                    task.cancel()
-                await asyncio.gather(*in_flight, return_exceptions=True)
+                await in_flight[0]
+                in_flight.popleft()
+        except asyncio.CancelledError:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            raise
+        except Exception:
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            raise
 
 
 VALUES_IN_FLIGHT = 2

@@ -18,7 +18,7 @@ raised, but the writes before it in the transaction took effect.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Self
 
 import orjson
 import redis.asyncio as aioredis
@@ -57,7 +57,7 @@ class RedisSink:
         """How often EXEC found the checkpoint moved and the batch was re-decided."""
 
     @classmethod
-    async def connect(cls, settings: Settings, *, generation: int | None = None) -> RedisSink:
+    async def connect(cls, settings: Settings, *, generation: int | None = None) -> Self:
         client = aioredis.from_url(settings.redis_url.get_secret_value(), decode_responses=True)
         await client.ping()  # fail at start, not at the first batch
         sink = cls(client, settings.redis_prefix, generation=generation)
@@ -152,7 +152,7 @@ return 1
 """
 """Applies `write_payload`'s writes inside the MULTI, with MemorySink.write's steps:
 
-- seat hashes replaced whole (DEL, then HSET of `SeatRecord.hash_fields()`);
+- seat hashes replaced whole (DEL, then HSET of `SeatRecord.hash_items()`);
 - fields are set and removed with one HSET per key and up to 500 fields (1000 values),
   one HDEL per key and up to 1000 fields, not one call per field: the result is the same
   (a field named twice ends with its last value), and Redis spends most of a script's

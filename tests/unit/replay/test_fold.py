@@ -127,3 +127,16 @@ async def test_a_duplicate_fact_adds_nothing_but_its_own_position_counts_again()
     sink = MemorySink()
     await run_batches({}, split(twice, 40), [sink])
     assert not sink.snapshot().differences(reference(records))
+
+
+def test_a_finished_batch_takes_no_more_seats(records: list[Record]) -> None:
+    """`finish` settles the batch's mutations (zero counters dropped): a seat projected
+    after it would add to a result already handed to the sinks."""
+    fold = BatchFold(0)
+    fold.decode(records[:200])
+    seats = list(fold.by_seat)
+    states: dict[str, SeatState] = {}
+    fold.project(states, seats[:-1])
+    assert fold.finish() is fold.finish()
+    with pytest.raises(AssertionError, match="finished"):
+        fold.project(states, seats[-1:])
