@@ -175,9 +175,8 @@ as strings so that Lua's doubles never touch them.
 def write_payload(prefix: str, m: Mutations) -> bytes:
     """The JSON argument of WRITE_SCRIPT for `m` (pure; sorted, so deterministic)."""
     p = prefix
-    seats = [
-        [f"{p}seat:{seat_id}", record.hash_items()] for seat_id, record in sorted(m.seats.items())
-    ]
+    records = m.seats
+    seats = [[f"{p}seat:{seat_id}", records[seat_id].hash_items()] for seat_id in sorted(records)]
     hset = [
         [f"{p}seatmap:{event}", [x for item in fields for x in item]]
         for event, fields in _by_event((e, s, v) for (e, s), v in m.seatmap_set.items())
