@@ -45,14 +45,21 @@ async def assert_same(h: Harness, reference: MemorySink) -> None:
     assert not differences, "\n".join(differences)
 
 
+async def assert_applied_like_memory(
+    h: Harness, entries: list[PositionedMutations], size: int
+) -> None:
+    """`entries` in batches of `size` to the sink and to MemorySink: the same content."""
+    reference = MemorySink()
+    await apply_all(reference, entries, size)
+    await apply_all(h.sink, entries, size)
+    await assert_same(h, reference)
+
+
 @pytest.mark.parametrize("size", [1, 4, 1000])
 async def test_batches_match_memory(harness: Harness, size: int) -> None:
     """(a) Whatever the batch size, the sink ends with MemorySink's content."""
     log = main_scenario().log
-    reference = MemorySink()
-    await apply_all(reference, log, size)
-    await apply_all(harness.sink, log, size)
-    await assert_same(harness, reference)
+    await assert_applied_like_memory(harness, log, size)
     snap = await harness.read()
     assert snap.tables["orders"] if harness.has_tables else snap.hashes  # not vacuous
 
@@ -127,10 +134,7 @@ async def test_money_exact_to_the_cent(harness: Harness) -> None:
         p.catalog(seat_id, EVENT, "C", f"C-1-{n}")
         p.created(seat_id, reservation, "penny", T0, price="0.10", section="C")
         p.ordered(uid(f"cent-order:{n}"), [(seat_id, reservation, "0.10")], "penny", T0)
-    reference = MemorySink()
-    await apply_all(reference, p.log, 7)
-    await apply_all(harness.sink, p.log, 7)
-    await assert_same(harness, reference)
+    await assert_applied_like_memory(harness, p.log, 7)
     if harness.has_tables:
         snap = await harness.read()
         assert snap.tables["customer_activity"][("penny",)][4] == Decimal("3")
@@ -148,10 +152,7 @@ async def test_amounts_in_every_spelling_are_written_exactly(harness: Harness) -
         p.catalog(seat_id, EVENT, "S", f"S-1-{n}")
         p.created(seat_id, reservation, "speller", T0, price=price, section="S")
         p.ordered(uid(f"spelling-order:{n}"), [(seat_id, reservation, price)], "speller", T0)
-    reference = MemorySink()
-    await apply_all(reference, p.log, 5)
-    await apply_all(harness.sink, p.log, 5)
-    await assert_same(harness, reference)
+    await assert_applied_like_memory(harness, p.log, 5)
     if harness.has_tables:
         rows = (await harness.read()).tables["reservations"]
         assert sorted(row[5] for row in rows.values()) == sorted(map(Decimal, prices))
