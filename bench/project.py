@@ -23,30 +23,28 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from workers.loadgen.scenario import ScenarioShape, scenario
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.replay import shard
 from workers.projection.model import Mutations
 from workers.projection.seat import SeatState, apply_range
 from workers.replay.fold import BatchFold, decode_chunk
 
-EVENTS_PER_RESERVATION = 2.058
-SEATS_PER_RESERVATION = 0.6
-
 
 def batches(events: int, count: int) -> list[BatchFold]:
-    """`count` folds with their facts grouped by seat, nothing projected yet."""
-    reservations = max(1, int(events / EVENTS_PER_RESERVATION))
-    concert_events = max(1, int(reservations * SEATS_PER_RESERVATION / 700) + 1)
-    shape = ScenarioShape(concert_events=concert_events, reservations=reservations)
+    """`count` folds with their facts grouped by seat, nothing projected yet: the data
+    set of `bench/replay.py` (one shard of it), with the offsets Kafka would give."""
     offsets: dict[tuple[str, int], int] = {}
     plain = []
-    for r in scenario(7, shape):
-        partition = r.partition(4)
-        offset = offsets.get((r.topic, partition), 0)
-        offsets[(r.topic, partition)] = offset + 1
-        plain.append((r.topic, r.topic, partition, offset, 1_795_000_000_000, r.key, r.value, ()))
+    for topic, key, value, partition in shard(7, events):
+        offset = offsets.get((topic, partition), 0)
+        offsets[(topic, partition)] = offset + 1
+        plain.append((topic, topic, partition, offset, 1_795_000_000_000, key, value, ()))
     size = -(-len(plain) // count)
     folds = []
     for number in range(count):
