@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -21,6 +22,7 @@ from workers.replay.fold import decode_chunk_wire, plain
 from workers.replay.plan import SourcePartition
 from workers.replay.shadow import Ranges
 from workers.replay.source import RecordsGone, SourceReader
+from workers.replay.spool import take
 from workers.settings import Settings
 from workers.topic_catalog import load_catalog
 from workers.verify.topics import partitions_of
@@ -63,7 +65,7 @@ async def _loaded(
 
 
 async def test_decoding_processes_read_and_decode_what_this_process_would(
-    settings_factory: SettingsFactory,
+    settings_factory: SettingsFactory, tmp_path: Path
 ) -> None:
     settings = settings_factory()
     _, ranges, everything = await _loaded(settings)
@@ -72,11 +74,16 @@ async def test_decoding_processes_read_and_decode_what_this_process_would(
     )
     assert expected[1] == 1  # the undecodable record is counted as rejected, not lost
 
-    pool = Decoders(settings, 2)
+    pool = Decoders(settings, 2, spool=tmp_path)
     try:
-        chunks = [await chunk for _, chunk in pool.submit(ranges)]
+        handoffs = [await chunk for _, chunk in pool.submit(ranges)]
+        # each chunk came back as a file of the pool's own directory, removed once taken
+        assert all(isinstance(h, str) and Path(h).parent == pool.spool for h in handoffs)
+        chunks = [take(h) for h in handoffs]
+        assert list(pool.spool.iterdir()) == []
     finally:
         pool.close()
+    assert not pool.spool.exists()
     assert len(chunks) > 2
     assert sum(c[0] for c in chunks) == expected[0] == sum(hi for _, hi in ranges.values())
     assert sum(c[1] for c in chunks) == 1

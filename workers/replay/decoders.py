@@ -14,6 +14,9 @@ of a core while decoders raced ahead to batches it could not take yet. At a lowe
 priority they use what it leaves. It still waits for them at times: for the first batch,
 and while PostgreSQL and Redis (at normal priority) write a batch and squeeze them.
 
+Why a chunk comes back through a file (`spool.py`): through the pool's pipe, a decoder
+waited on the busy projecting process for every 64 KiB of its chunk.
+
 Spawned processes: forking a process that runs an event loop and Kafka clients is not safe.
 """
 
@@ -21,10 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
@@ -33,6 +38,7 @@ from workers.heap import keep_freed_heap
 from workers.replay.fold import PlainRecord, WireChunk, decode_chunk_wire, plain
 from workers.replay.plan import SourcePartition
 from workers.replay.source import WAIT_REPORT_S, consumer_for, log_start, records_gone
+from workers.replay.spool import Handoff, hand_off, make_spool, take
 from workers.settings import Settings
 
 DECODE_CHUNK = 10_000
@@ -115,36 +121,43 @@ class RangeReader:
 
 _loop: asyncio.AbstractEventLoop | None = None
 _reader: RangeReader | None = None
+_spool: Path | None = None
 
 
-def _start(settings: Settings) -> None:
+def _start(settings: Settings, spool: Path) -> None:
     """A decoding process's initializer: its heap policy, its priority, its reader."""
-    global _loop, _reader
+    global _loop, _reader, _spool
     keep_freed_heap()
     os.nice(DECODER_NICENESS)
     _loop = asyncio.new_event_loop()
     _reader = RangeReader(settings)
+    _spool = spool
 
 
-def read_and_decode(task: ReadTask) -> WireChunk:
-    """A task, in a decoding process: its records read from Kafka and decoded."""
-    assert _loop is not None and _reader is not None, "not a decoding process"
-    return decode_chunk_wire(_loop.run_until_complete(_reader.read(task)))
+def read_and_decode(task: ReadTask) -> Handoff:
+    """A task, in a decoding process: its records read from Kafka and decoded, the chunk
+    handed off through a file (`spool.take` gets it back)."""
+    assert _loop is not None and _reader is not None and _spool is not None, (
+        "not a decoding process"
+    )
+    return hand_off(decode_chunk_wire(_loop.run_until_complete(_reader.read(task))), _spool)
 
 
 class Decoders:
     """The pool of decoding processes."""
 
-    def __init__(self, settings: Settings, processes: int) -> None:
+    def __init__(self, settings: Settings, processes: int, spool: Path | None = None) -> None:
         self.processes = processes
+        self.spool = make_spool(spool)
+        """Where the decoders leave their chunks (`spool.py`); removed by `close`."""
         self.pool = ProcessPoolExecutor(
             processes, mp_context=get_context("spawn"), initializer=_start,
-            initargs=(settings,),
+            initargs=(settings, self.spool),
         )  # fmt: skip
 
     def submit(
         self, ranges: dict[SourcePartition, tuple[int, int]]
-    ) -> list[tuple[ReadTask, asyncio.Future[WireChunk]]]:
+    ) -> list[tuple[ReadTask, asyncio.Future[Handoff]]]:
         """A batch's ranges read and decoded by the pool; the chunks in processing order."""
         loop = asyncio.get_running_loop()
         out = []
@@ -159,9 +172,10 @@ class Decoders:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self.spool, ignore_errors=True)
 
 
-def _seen(chunk: asyncio.Future[WireChunk]) -> None:
+def _seen(chunk: asyncio.Future[Handoff]) -> None:
     """Mark a failed chunk's exception as seen. When a decoder dies, every chunk still in
     the pool fails with it, but the replay stops at the first one it awaits (`decoded`):
     the others would each print "Future exception was never retrieved" and a traceback
@@ -171,14 +185,15 @@ def _seen(chunk: asyncio.Future[WireChunk]) -> None:
 
 
 async def decoded(
-    task: ReadTask, chunk: asyncio.Future[WireChunk], on_wait: Callable[[str], None]
+    task: ReadTask, chunk: asyncio.Future[Handoff], on_wait: Callable[[str], None]
 ) -> WireChunk:
-    """A chunk's result; while it takes long, say so every `WAIT_REPORT_S` (a decoder
-    waits for Kafka as the reader of this process does, and as silently, otherwise)."""
+    """A chunk's result (`spool.take`); while it takes long, say so every `WAIT_REPORT_S`
+    (a decoder waits for Kafka as the reader of this process does, and as silently,
+    otherwise)."""
     waited = 0.0
     while True:
         try:
-            return await asyncio.wait_for(asyncio.shield(chunk), WAIT_REPORT_S)
+            return take(await asyncio.wait_for(asyncio.shield(chunk), WAIT_REPORT_S))
         except BrokenProcessPool as exc:
             raise DecoderLost() from exc
         except TimeoutError:

@@ -1,0 +1,86 @@
+"""Decoded chunks handed off through files: exact, removed once taken, never lost when
+they cannot be written, and no directory of a killed replay kept for good."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from workers.replay import spool
+from workers.replay.spool import PREFIX, hand_off, make_spool, spool_root, sweep, take
+
+CHUNK = (3, 1, [b'["r","t/0/1/0"]', b'["x","t/0/2/0",null]', b"\x00\xff"])
+
+
+def test_a_chunk_comes_back_exactly_and_its_file_is_removed(tmp_path: Path) -> None:
+    path = hand_off(CHUNK, tmp_path)
+    assert isinstance(path, str) and Path(path).parent == tmp_path
+    assert Path(path).stat().st_size > 0
+    assert take(path) == CHUNK
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_chunk_that_cannot_be_written_goes_back_itself(tmp_path: Path) -> None:
+    gone = tmp_path / "removed"  # e.g. the pool closed while this decoder still worked
+    assert hand_off(CHUNK, gone) == CHUNK
+    assert take(CHUNK) == CHUNK
+    assert not gone.exists()
+
+
+def test_a_chunk_too_large_for_the_room_left_goes_back_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, mode: str) -> object:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool.os, "fdopen", full)
+    assert hand_off(CHUNK, tmp_path) == CHUNK
+    assert list(tmp_path.iterdir()) == []  # the empty file is not left behind
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return int(done.stdout)
+
+
+def test_sweep_removes_only_the_directories_of_processes_that_are_gone(
+    tmp_path: Path,
+) -> None:
+    dead = tmp_path / f"{PREFIX}{_dead_pid()}-abc"
+    mine = tmp_path / f"{PREFIX}{os.getpid()}-def"
+    other = tmp_path / "seatflow-something-else"
+    odd = tmp_path / f"{PREFIX}notapid-x"
+    for directory in (dead, mine, other, odd):
+        directory.mkdir()
+        (directory / "x.chunk").write_bytes(b"data")
+    assert sweep(tmp_path) == [dead]
+    assert not dead.exists()
+    assert mine.exists() and other.exists() and odd.exists()
+
+
+def test_a_new_spool_is_this_process_s_and_sweeps_first(tmp_path: Path) -> None:
+    dead = tmp_path / f"{PREFIX}{_dead_pid()}-abc"
+    dead.mkdir()
+    made = make_spool(tmp_path)
+    assert made.parent == tmp_path and made.name.startswith(f"{PREFIX}{os.getpid()}-")
+    assert not dead.exists()
+    assert sweep(tmp_path) == []  # its own directory is kept while this process lives
+
+
+def test_shm_is_used_only_with_room_to_spare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool, "SHM", tmp_path)
+    monkeypatch.setattr(spool, "SHM_MIN_FREE", 1)
+    assert spool_root() == tmp_path
+    monkeypatch.setattr(spool, "SHM_MIN_FREE", 2**62)  # more than any disk has free
+    assert spool_root() == Path(tempfile.gettempdir())
+    monkeypatch.setattr(spool, "SHM", tmp_path / "missing")
+    monkeypatch.setattr(spool, "SHM_MIN_FREE", 1)
+    assert spool_root() == Path(tempfile.gettempdir())

@@ -1,0 +1,108 @@
+"""Decoded chunks handed from a decoding process to the projecting process through a file.
+
+Why not the process pool's result pipe: the pipe holds 64 KiB, and the pool's thread that
+empties it needs the GIL for every read, which it gets from a busy projecting process
+only at the interpreter's switch interval (5 ms). A chunk of 10,000 records is ~3 MB of
+fact JSON, and the projecting process is busy most of a replay: a decoder then wrote at
+~12 MB/s and sat blocked on the pipe instead of decoding the next batch (40 such chunks
+took 7.4 s against 0.42 s through files: `bench/handoff.py`, best of 3). Through a file, a decoder
+writes its chunk at memory speed and sends only the file's name; the projecting process
+reads the file when it takes the chunk, in its own thread.
+
+Files go to a directory of their own per pool (`Spool`), on /dev/shm when it has room
+(a RAM-backed file system: the bytes never touch a disk), else in the temporary
+directory (`$TMPDIR`). The pool removes it when it closes; a directory left by a killed
+replay is removed by the next pool that starts (`sweep`). If a chunk cannot be written
+(no space left), it goes through the pipe as before: slower, never lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+
+from workers.replay.fold import WireChunk
+
+SHM = Path("/dev/shm")
+SHM_MIN_FREE = 1024**3
+"""Below this much free space, /dev/shm is not used: a container's is often 64 MB, and the
+chunks of the batches decoded ahead take ~350 MB (four batches of 250,000 events)."""
+PREFIX = "seatflow-decoded-"
+
+Handoff = WireChunk | str
+"""What a decoding process returns: the path of the file holding its chunk, or the chunk
+itself when it could not be written."""
+
+
+def spool_root() -> Path:
+    """/dev/shm if it is a writable directory with `SHM_MIN_FREE` free, else `$TMPDIR`."""
+    try:
+        if os.access(SHM, os.W_OK) and SHM.is_dir():
+            stats = os.statvfs(SHM)
+            if stats.f_bavail * stats.f_frsize >= SHM_MIN_FREE:
+                return SHM
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir())
+
+
+def make_spool(root: Path | None = None) -> Path:
+    """A new directory for one pool's chunks (named after this process, for `sweep`),
+    after removing those of replays that are gone."""
+    root = spool_root() if root is None else root
+    sweep(root)
+    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
+
+
+def sweep(root: Path) -> list[Path]:
+    """Remove the spool directories under `root` whose process is gone (killed before it
+    could remove its own); return them."""
+    removed = []
+    for path in root.glob(f"{PREFIX}*"):
+        pid = path.name.removeprefix(PREFIX).partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def hand_off(chunk: WireChunk, spool: Path) -> Handoff:
+    """In a decoding process: `chunk` written to a new file in `spool`; its path, or the
+    chunk itself if it could not be written."""
+    path = None
+    try:
+        fd, path = tempfile.mkstemp(dir=spool, suffix=".chunk")
+        with os.fdopen(fd, "wb") as out:
+            out.write(pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL))
+        return path
+    except OSError:
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return chunk
+
+
+def take(handoff: Handoff) -> WireChunk:
+    """In the projecting process: the chunk a decoding process handed off (its file read
+    and removed)."""
+    if not isinstance(handoff, str):
+        return handoff
+    with open(handoff, "rb") as source:
+        data = source.read()
+    os.unlink(handoff)
+    chunk: WireChunk = pickle.loads(data)
+    return chunk
