@@ -139,6 +139,21 @@ async def schema_exists(settings: Settings, schema: str) -> bool:
         await conn.close()
 
 
+async def read_model_indexes(settings: Settings, schema: str) -> dict[str, str]:
+    """The indexes of `schema`'s read-model tables (not the replay's bookkeeping): name ->
+    definition, the schema's name taken out (comparable across copies)."""
+    conn = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
+    try:
+        rows = await conn.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 "
+            "AND tablename NOT LIKE 'replay\\_%'",
+            schema,
+        )
+    finally:
+        await conn.close()
+    return {r["indexname"]: r["indexdef"].replace(f"{schema}.", "") for r in rows}
+
+
 # ---------------------------------------------------------------- readers during the swap
 
 MARKER = "~old-copy-marker"

@@ -29,6 +29,7 @@ from tests.integration.replay_support import (
     delete_records,
     end_offsets,
     mark_old_copy,
+    read_model_indexes,
     read_postgres,
     read_redis,
     replay,
@@ -109,6 +110,10 @@ async def test_replay_under_live_load_swaps_atomically_and_hands_over(
 
     # The old copy is kept (and differs) until --drop-old.
     assert await schema_exists(settings, old_schema(settings.pg_schema))
+    # The indexes the shadow deferred while it filled were built before the swap.
+    live_indexes = await read_model_indexes(settings, settings.pg_schema)
+    assert live_indexes == await read_model_indexes(settings, old_schema(settings.pg_schema))
+    assert "reservations_customer_id_idx" in live_indexes
     check = run_cli(settings, "verify", "--copy", "live", "--against", "old")
     assert check.returncode == 1, check.stdout + check.stderr
     check = run_cli(settings, "verify", "--copy", "live", "--against", "topics")

@@ -473,6 +473,7 @@ class Replay:
                     done[sp] = hi
                 self._tick(item.phase, item.batch_no, summary, plan, done)
             await self._wait_sinks()
+            await self._build_indexes(shadow)
         finally:
             producer.cancel()
             for task in self._commits:
@@ -518,6 +519,7 @@ class Replay:
                 if handover and not fenced:
                     plan.ends = await reader.end_offsets()
                     if plan.events(planned) <= threshold:
+                        await self._build_indexes(shadow)  # not while the live copy waits
                         await self._fence(control, target)
                         fenced = True
                         plan.ends = await reader.end_offsets()  # S
@@ -539,6 +541,18 @@ class Replay:
             raise
         except BaseException as exc:  # handed to the other stage, which raises it
             await queue.put(exc)
+
+    async def _build_indexes(self, shadow: Shadow) -> None:
+        """The shadow's deferred secondary indexes (`indexes.py`), if any are missing."""
+        started = time.perf_counter()
+        built = await shadow.build_indexes()
+        if built:
+            seconds = time.perf_counter() - started
+            self.phases["indexes"] = self.phases.get("indexes", 0.0) + seconds
+            self.reporter.event(
+                f"built the shadow's {len(built)} secondary indexes in {seconds:.1f}s "
+                f"(deferred while its tables filled): {', '.join(built)}"
+            )
 
     async def _fence(self, control: ControlRow, target: int) -> None:
         self.reporter.event(

@@ -37,6 +37,7 @@ from workers.kafka_clients import client_kwargs, send_as_batches
 from workers.projection.batches import decode_state, partition_for_seat
 from workers.projection.model import Mutations
 from workers.projection.seat import SeatState
+from workers.replay import indexes
 from workers.replay.plan import SourcePartition
 from workers.settings import Settings
 from workers.sinks.base import ApplyResult, PositionedMutations, Sink, merged, pending
@@ -117,12 +118,14 @@ class Shadow:
         )  # fmt: skip
 
     async def create(self, run: RunRecord, models: Sequence[str]) -> None:
-        """The schema, the read-model tables (if PostgreSQL is rebuilt) and the run row."""
+        """The schema, the read-model tables (if PostgreSQL is rebuilt; their secondary
+        indexes deferred: `indexes.py`) and the run row."""
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 await conn.execute(_ddl(self._s))
             if POSTGRES in models:
                 await migrate_connection(conn, self.schema)
+                await indexes.defer(conn, self.schema)  # built once the tables are filled
             await conn.execute(
                 f"INSERT INTO {self._s}.replay_run (target, source_generation, options, "
                 "starts, ends) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb) "
@@ -131,6 +134,11 @@ class Shadow:
                 orjson.dumps(run.starts).decode(),
                 orjson.dumps(run.ends).decode() if run.ends is not None else None,
             )  # fmt: skip
+
+    async def build_indexes(self) -> list[str]:
+        """The secondary indexes `create` deferred, built (none: nothing was missing)."""
+        async with self.pool.acquire() as conn:
+            return await indexes.build(conn, self.schema)
 
     async def record_batch(self, batch_no: int, ranges: Ranges) -> None:
         doc = [[sp.logical, sp.partition, lo, hi] for sp, (lo, hi) in sorted(ranges.items())]
