@@ -91,8 +91,9 @@ def register(subparsers: Any) -> None:
         type=int,
         default=DEFAULT_BATCH_EVENTS,
         metavar="N",
-        help="source records per batch (default 250000; larger batches cost less per "
-        "event and more memory; a killed run processes its unfinished batches again)",
+        help="source records per batch (default 250000; the last takes a remainder of up "
+        "to N/4; larger batches cost less per event and more memory; a killed run "
+        "processes its unfinished batches again)",
     )
     parser.add_argument(
         "--catch-up-threshold",

@@ -81,6 +81,26 @@ def test_batches_are_full_but_the_last() -> None:
     assert all(DEFAULT_BATCH_EVENTS - 16 <= size <= DEFAULT_BATCH_EVENTS for size in sizes[:-1])
 
 
+def test_a_small_remainder_joins_the_last_batch() -> None:
+    """Not a batch of its own: 1,001,023 records in four batches, not five."""
+    a, b = SourcePartition("t", 0, "x.t"), SourcePartition("t", 1, "x.t")
+
+    def sizes(ends: dict[SourcePartition, int], budget: int) -> list[int]:
+        positions = dict.fromkeys(ends, 0)
+        out = []
+        while ranges := next_ranges(positions, ends, budget):
+            out.append(sum(hi - lo for lo, hi in ranges.values()))
+            positions.update({sp: hi for sp, (_, hi) in ranges.items()})
+        assert positions == ends
+        return out
+
+    assert sizes({a: 3250}, 1000) == [1000, 1000, 1250]  # a quarter: joins
+    assert sizes({a: 3251}, 1000) == [1000, 1000, 1000, 251]  # more: a batch of its own
+    assert sizes({a: 1250, b: 0}, 1000) == [1250]
+    four = sizes({a: 500_000, b: 501_023}, DEFAULT_BATCH_EVENTS)
+    assert len(four) == 4 and sum(four) == 1_001_023 and max(four) < 252_000
+
+
 def test_decoding_processes_by_default_one_per_core_up_to_a_few() -> None:
     assert default_decoders(1_000_000, 2) == 2  # not one fewer: see Options.decode_processes
     assert default_decoders(1_000_000, 64) == MAX_DEFAULT_DECODERS == 4
