@@ -22,6 +22,7 @@ import contextlib
 import os
 import pickle
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -50,21 +51,30 @@ def spool_root() -> Path:
     return Path(tempfile.gettempdir())
 
 
+def owner(pid: int | None = None) -> str:
+    """`pid@host`: who a spool directory belongs to. The host name, because containers
+    that share /dev/shm (`--ipc=host`) each have their own process ids: a directory of
+    another host's replay is never taken for a dead one of this host."""
+    return f"{os.getpid() if pid is None else pid}@{socket.gethostname()}"
+
+
 def make_spool(root: Path | None = None) -> Path:
-    """A new directory for one pool's chunks (named after this process, for `sweep`),
+    """A new directory for one pool's chunks (named after its `owner`, for `sweep`),
     after removing those of replays that are gone."""
     root = spool_root() if root is None else root
     sweep(root)
-    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
+    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{owner()}-", dir=root))
 
 
 def sweep(root: Path) -> list[Path]:
-    """Remove the spool directories under `root` whose process is gone (killed before it
-    could remove its own); return them."""
+    """Remove the spool directories under `root` of this host's processes that are gone
+    (killed before they could remove their own); return them."""
+    host = socket.gethostname()
     removed = []
-    for path in root.glob(f"{PREFIX}*"):
-        pid = path.name.removeprefix(PREFIX).partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+    for path in sorted(root.glob(f"{PREFIX}*")):
+        pid, _, rest = path.name.removeprefix(PREFIX).partition("@")
+        their_host = rest.rpartition("-")[0]  # mkdtemp's suffix has no "-"
+        if their_host == host and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from workers.replay import spool
-from workers.replay.spool import PREFIX, hand_off, make_spool, spool_root, sweep, take
+from workers.replay.spool import PREFIX, hand_off, make_spool, owner, spool_root, sweep, take
 
 CHUNK = (3, 1, [b'["r","t/0/1/0"]', b'["x","t/0/2/0",null]', b"\x00\xff"])
 
@@ -52,23 +52,25 @@ def _dead_pid() -> int:
 def test_sweep_removes_only_the_directories_of_processes_that_are_gone(
     tmp_path: Path,
 ) -> None:
-    dead = tmp_path / f"{PREFIX}{_dead_pid()}-abc"
-    mine = tmp_path / f"{PREFIX}{os.getpid()}-def"
+    gone = _dead_pid()
+    dead = tmp_path / f"{PREFIX}{owner(gone)}-abc"
+    mine = tmp_path / f"{PREFIX}{owner()}-def"
+    elsewhere = tmp_path / f"{PREFIX}{gone}@another-host-ghi"  # its own process ids
     other = tmp_path / "seatflow-something-else"
-    odd = tmp_path / f"{PREFIX}notapid-x"
-    for directory in (dead, mine, other, odd):
+    odd = tmp_path / f"{PREFIX}notapid@{owner().partition('@')[2]}-x"
+    for directory in (dead, mine, elsewhere, other, odd):
         directory.mkdir()
         (directory / "x.chunk").write_bytes(b"data")
     assert sweep(tmp_path) == [dead]
     assert not dead.exists()
-    assert mine.exists() and other.exists() and odd.exists()
+    assert all(d.exists() for d in (mine, elsewhere, other, odd))
 
 
 def test_a_new_spool_is_this_process_s_and_sweeps_first(tmp_path: Path) -> None:
-    dead = tmp_path / f"{PREFIX}{_dead_pid()}-abc"
+    dead = tmp_path / f"{PREFIX}{owner(_dead_pid())}-abc"
     dead.mkdir()
     made = make_spool(tmp_path)
-    assert made.parent == tmp_path and made.name.startswith(f"{PREFIX}{os.getpid()}-")
+    assert made.parent == tmp_path and made.name.startswith(f"{PREFIX}{os.getpid()}@")
     assert not dead.exists()
     assert sweep(tmp_path) == []  # its own directory is kept while this process lives
 
