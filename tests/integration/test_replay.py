@@ -88,6 +88,12 @@ async def test_replay_under_live_load_swaps_atomically_and_hands_over(
         replayed.set()
         summary = summary_of(lines)
         assert summary["swapped"] and summary["target_generation"] == 2
+        events = [line["message"] for line in lines if line["type"] == "event"]
+        built = [i for i, m in enumerate(events) if "secondary indexes in" in m]
+        fenced = [i for i, m in enumerate(events) if m.startswith("fencing generation")]
+        # the deferred indexes were built, and before the live copy was frozen
+        assert len(built) == 1 and len(fenced) == 1 and built[0] < fenced[0], events
+        assert summary["phases"]["indexes"] > 0
         during = await flowing
         await asyncio.sleep(1)
         stop.set()

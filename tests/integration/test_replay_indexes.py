@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from tests.integration.conftest import SettingsFactory
+from workers.db.migrate import migrate_connection
+from workers.generation import CONTROL_SCHEMA, SWAPPING, read_control, shadow_schema
 from workers.replay import indexes
+from workers.replay.swap import SwapError, swap_postgres
 from workers.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -40,10 +44,17 @@ async def test_deferred_indexes_are_built_back_exactly(migrated_settings: Settin
 
         # rows written meanwhile are indexed by the build
         await conn.execute(
-            f'INSERT INTO "{schema}".customer_activity (customer_id, last_activity_at, '
-            "projected_at) VALUES ('c-1', now(), now())"
+            f'INSERT INTO "{schema}".reservations (reservation_id, seat_id, customer_id, '
+            "seat_number, base_price, status, created_at, expires_at) VALUES "
+            "(gen_random_uuid(), gen_random_uuid(), 'c-1', 'A-1', 5, 'active', now(), now())"
         )
         assert await indexes.build(conn, schema) == secondary
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            lookup = f"SELECT customer_id FROM \"{schema}\".reservations WHERE customer_id = 'c-1'"
+            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + lookup))
+            assert "reservations_customer_id_idx" in plan, plan
+            assert await conn.fetchval(lookup) == "c-1"
         built = await index_definitions(conn, schema)
         assert {k: v for k, v in built.items() if k != f"{indexes.TABLE}_pkey"} == migrated
         assert await indexes.pending(conn, schema) == []
@@ -79,5 +90,35 @@ async def test_a_schema_without_the_record_table_has_nothing_pending(
     try:
         assert await indexes.pending(conn, migrated_settings.pg_schema) == []
         assert await indexes.build(conn, migrated_settings.pg_schema) == []
+    finally:
+        await conn.close()
+
+
+async def test_the_swap_refuses_a_shadow_whose_indexes_are_not_built(
+    settings_factory: SettingsFactory,
+) -> None:
+    """A guard (the replay builds them first): never a live copy without its indexes."""
+    settings = settings_factory()
+    shadow = shadow_schema(settings.pg_schema)
+    conn = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
+    try:
+        await migrate_connection(conn, shadow)
+        deferred = await indexes.defer(conn, shadow)
+        await read_control(conn, settings.pg_schema, settings.redis_prefix)
+        await conn.execute(
+            f"UPDATE {CONTROL_SCHEMA}.generations SET state = $2, target = 2 "
+            "WHERE read_model_schema = $1",
+            settings.pg_schema, SWAPPING,
+        )  # fmt: skip
+        with pytest.raises(SwapError, match=f"secondary indexes {deferred[0]}, .* not built"):
+            await swap_postgres(conn, settings, 1, 2)
+        assert await conn.fetchval("SELECT to_regnamespace($1)", shadow) is not None
+
+        await indexes.build(conn, shadow)
+        assert await swap_postgres(conn, settings, 1, 2)
+        live = await index_definitions(conn, settings.pg_schema)
+        assert set(deferred) <= set(live)
+        table = f'"{settings.pg_schema}".{indexes.TABLE}'
+        assert await conn.fetchval("SELECT to_regclass($1)", table) is None  # bookkeeping
     finally:
         await conn.close()

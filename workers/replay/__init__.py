@@ -4,6 +4,8 @@
     source.py    reading offset ranges of the source topics (aiokafka, manual assignment)
     fold.py      records -> facts -> the seat state machine, one batch at a time (pure)
     shadow.py    the shadow copy: schema, sinks, recorded batches, the changelog it writes
+    indexes.py   the shadow's secondary indexes, built once its tables are filled
+    decoders.py  the decoding processes; spool.py: the files their chunks come back in
     swap.py      fence the live generation, hand over, swap atomically; abort; drop-old
     runner.py    the whole run, resumable
     progress.py  progress on a terminal, as plain lines, or as JSON

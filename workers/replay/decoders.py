@@ -150,10 +150,14 @@ class Decoders:
         self.processes = processes
         self.spool = make_spool(spool)
         """Where the decoders leave their chunks (`spool.py`); removed by `close`."""
-        self.pool = ProcessPoolExecutor(
-            processes, mp_context=get_context("spawn"), initializer=_start,
-            initargs=(settings, self.spool),
-        )  # fmt: skip
+        try:
+            self.pool = ProcessPoolExecutor(
+                processes, mp_context=get_context("spawn"), initializer=_start,
+                initargs=(settings, self.spool),
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.spool, ignore_errors=True)
+            raise
 
     def submit(
         self, ranges: dict[SourcePartition, tuple[int, int]]

@@ -6,16 +6,19 @@ sort. `bench/indexes.py` (four batches of 123,000 reservations, a third of them 
 of earlier rows, staged and upserted as the shadow sink does): 6.1 s with the table's two
 secondary indexes kept up to date, 3.2 s without them, building them afterwards included.
 
-Which: every index of the shadow schema that is not unique. Primary keys and unique
+Which: every index of the shadow schema that is not unique and belongs to no constraint
+or partitioned index (those cannot be dropped on their own). Primary keys and unique
 indexes stay, because upserts (`ON CONFLICT`) and correctness need them; the others
 only serve the query side, which reads the shadow only once it is swapped in.
 
 How it stays safe: `defer` records each definition in `replay_deferred_indexes` in the
 transaction that drops the index, and `build` creates each in the transaction that
 deletes its record, so a replay killed at any point builds exactly the missing ones on
-its next run. The replay builds them before it fences the live copy (the short catch-up
-then writes with them, and the freeze does not wait for the build), else once its last
-batch is written, and in any case before the swap.
+its next run. When the replay is about to fence the live copy, it first waits until
+every batch read so far is written, builds them, and measures the lag again (it may have
+grown meanwhile): only the short catch-up writes with them, and the freeze never waits for
+the build. A replay that does not swap builds them once its last batch is written. The
+swap refuses a shadow with indexes still pending (`swap.swap_postgres`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ async def defer(conn: asyncpg.Connection, schema: str) -> list[str]:
             JOIN pg_class c ON c.oid = i.indexrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND NOT i.indisunique AND NOT i.indisprimary
+              AND c.relkind = 'i'  -- not the index of a partitioned table
+              AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+              AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
             ORDER BY c.relname""",
             schema,
         )

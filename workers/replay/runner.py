@@ -57,7 +57,6 @@ from workers.replay.decoders import Decoders, ReadTask, decoded
 from workers.replay.fold import (
     BatchFold,
     PlainRecord,
-    WireChunk,
     decode_chunk,
     encode_seat,
     plain,
@@ -84,6 +83,7 @@ from workers.replay.shadow import (
     read_changelog,
 )
 from workers.replay.source import SourceReader
+from workers.replay.spool import Handoff
 from workers.settings import Settings
 from workers.topic_admin import ActionKind
 from workers.topic_admin import apply as apply_topics
@@ -218,7 +218,7 @@ class Prepared:
     phase: str
     records: list[PlainRecord]
     """Read by this process, to decode here (no decoding processes)."""
-    decoding: list[tuple[ReadTask, asyncio.Future[WireChunk]]] | None
+    decoding: list[tuple[ReadTask, asyncio.Future[Handoff]]] | None
     """Chunks being read and decoded by the decoding processes, in order; None: here."""
 
 
@@ -451,6 +451,9 @@ class Replay:
         writer = ChangelogWriter(base, changelog.name, changelog.partitions)
         await writer.start()
         self._commits: list[asyncio.Task[None]] = []
+        self._applied = resume_at
+        """Every batch below this one is applied by the sinks (`_commit`)."""
+        self._applied_moved = asyncio.Condition()
         """The batches' writes in flight (`_commit`), oldest first; at most two."""
         self._queued: asyncio.Future[None] | None = None
         """Done once the newest commit has queued its changelog records."""
@@ -519,7 +522,10 @@ class Replay:
                 if handover and not fenced:
                     plan.ends = await reader.end_offsets()
                     if plan.events(planned) <= threshold:
-                        await self._build_indexes(shadow)  # not while the live copy waits
+                        # The indexes from the filled tables, not while the live copy
+                        # waits; then the lag again, which may have grown meanwhile.
+                        if await self._build_indexes(shadow, applied_below=batch_no):
+                            continue
                         await self._fence(control, target)
                         fenced = True
                         plan.ends = await reader.end_offsets()  # S
@@ -542,17 +548,27 @@ class Replay:
         except BaseException as exc:  # handed to the other stage, which raises it
             await queue.put(exc)
 
-    async def _build_indexes(self, shadow: Shadow) -> None:
-        """The shadow's deferred secondary indexes (`indexes.py`), if any are missing."""
+    async def _build_indexes(self, shadow: Shadow, applied_below: int | None = None) -> bool:
+        """The shadow's deferred secondary indexes (`indexes.py`), if any are missing,
+        once the batches below `applied_below` are applied (the rows still to come are
+        few: the indexes are built from the filled tables); whether any were built."""
+        if not await shadow.indexes_pending():
+            return False
+        if applied_below is not None:
+            self.reporter.event(
+                "writing the batches read so far, then building the shadow's indexes"
+            )
+            async with self._applied_moved:
+                await self._applied_moved.wait_for(lambda: self._applied >= applied_below)
         started = time.perf_counter()
         built = await shadow.build_indexes()
-        if built:
-            seconds = time.perf_counter() - started
-            self.phases["indexes"] = self.phases.get("indexes", 0.0) + seconds
-            self.reporter.event(
-                f"built the shadow's {len(built)} secondary indexes in {seconds:.1f}s "
-                f"(deferred while its tables filled): {', '.join(built)}"
-            )
+        seconds = time.perf_counter() - started
+        self.phases["indexes"] = self.phases.get("indexes", 0.0) + seconds
+        self.reporter.event(
+            f"built the shadow's {len(built)} secondary indexes in {seconds:.1f}s "
+            f"(deferred while its tables filled): {', '.join(built)}"
+        )
+        return bool(built)
 
     async def _fence(self, control: ControlRow, target: int) -> None:
         self.reporter.event(
@@ -701,6 +717,9 @@ class Replay:
             await previous
         applying = time.perf_counter()
         stores = await shadow.apply(target, batch_no, fold.finish())
+        async with self._applied_moved:
+            self._applied = batch_no + 1
+            self._applied_moved.notify_all()
         self.phases["changelog"] += acked - started
         self.phases["sinks"] += time.perf_counter() - applying
         for name, seconds in stores.items():

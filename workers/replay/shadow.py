@@ -135,6 +135,11 @@ class Shadow:
                 orjson.dumps(run.ends).decode() if run.ends is not None else None,
             )  # fmt: skip
 
+    async def indexes_pending(self) -> list[str]:
+        """The secondary indexes `create` deferred that are not built yet."""
+        async with self.pool.acquire() as conn:
+            return await indexes.pending(conn, self.schema)
+
     async def build_indexes(self) -> list[str]:
         """The secondary indexes `create` deferred, built (none: nothing was missing)."""
         async with self.pool.acquire() as conn:

@@ -44,6 +44,7 @@ from workers.generation import (
     shadow_schema,
 )
 from workers.kafka_clients import client_kwargs
+from workers.replay import indexes
 from workers.settings import Settings
 
 FAMILIES = ("seat:", "seatmap:", "availability:", "checkpoint:seats:")
@@ -179,6 +180,12 @@ async def swap_postgres(
             )
         if await schema_exists(conn, old):
             raise SwapError(f"schema {old} exists: drop it first (seatflow replay --drop-old)")
+        missing = await indexes.pending(conn, shadow)
+        if missing:  # the replay builds them first: this is a guard, not a step
+            raise SwapError(
+                f"schema {shadow}: its secondary indexes {', '.join(missing)} are not built "
+                "yet (run the same replay again: it builds them before swapping)"
+            )
         tables = await conn.fetch(
             "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY($1::text[]) "
             "ORDER BY schemaname, tablename",
@@ -193,7 +200,9 @@ async def swap_postgres(
             await conn.execute(f"ALTER SCHEMA {quote_ident(live)} RENAME TO {quote_ident(old)}")
         await conn.execute(f"ALTER SCHEMA {quote_ident(shadow)} RENAME TO {quote_ident(live)}")
         q = quote_ident(live)
-        await conn.execute(f"DROP TABLE IF EXISTS {q}.replay_run, {q}.replay_batches")
+        await conn.execute(
+            f"DROP TABLE IF EXISTS {q}.replay_run, {q}.replay_batches, {q}.{indexes.TABLE}"
+        )
         await conn.execute(
             f"UPDATE {CONTROL_SCHEMA}.generations SET generation = $2, state = $3, target = NULL, "
             "swapped_at = now(), previous = $4 WHERE read_model_schema = $1",

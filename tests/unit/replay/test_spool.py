@@ -3,6 +3,8 @@ they cannot be written, and no directory of a killed replay kept for good."""
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import subprocess
 import sys
@@ -35,12 +37,20 @@ def test_a_chunk_that_cannot_be_written_goes_back_itself(tmp_path: Path) -> None
 def test_a_chunk_too_large_for_the_room_left_goes_back_itself(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full(fd: int, mode: str) -> object:
-        raise OSError(28, "No space left on device")
+    class Full(io.FileIO):
+        def write(self, data: object) -> int:
+            super().write(b"part of it")
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(spool.os, "fdopen", full)
+    monkeypatch.setattr(spool, "open", lambda path, mode: Full(path, mode), raising=False)
     assert hand_off(CHUNK, tmp_path) == CHUNK
-    assert list(tmp_path.iterdir()) == []  # the empty file is not left behind
+    assert list(tmp_path.iterdir()) == []  # what it wrote is not left behind
+
+
+def test_chunk_files_of_one_process_never_collide(tmp_path: Path) -> None:
+    paths = [hand_off((i, 0, []), tmp_path) for i in range(50)]
+    assert len(set(paths)) == 50
+    assert [take(p)[0] for p in paths] == list(range(50))
 
 
 def _dead_pid() -> int:
@@ -73,6 +83,26 @@ def test_a_new_spool_is_this_process_s_and_sweeps_first(tmp_path: Path) -> None:
     assert made.parent == tmp_path and made.name.startswith(f"{PREFIX}{os.getpid()}@")
     assert not dead.exists()
     assert sweep(tmp_path) == []  # its own directory is kept while this process lives
+
+
+def test_a_new_spool_sweeps_both_places_a_spool_may_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a killed run left in /dev/shm may be what leaves it too little room: it is
+    swept even when the new spool goes elsewhere."""
+    shm, tmp = tmp_path / "shm", tmp_path / "tmp"
+    shm.mkdir()
+    tmp.mkdir()
+    monkeypatch.setattr(spool, "SHM", shm)
+    monkeypatch.setattr(spool, "SHM_MIN_FREE", 2**62)  # /dev/shm too full: $TMPDIR
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    gone = owner(_dead_pid())
+    left = [shm / f"{PREFIX}{gone}-a", tmp / f"{PREFIX}{gone}-b"]
+    for directory in left:
+        directory.mkdir()
+    made = make_spool()
+    assert made.parent == tmp
+    assert not any(directory.exists() for directory in left)
 
 
 def test_shm_is_used_only_with_room_to_spare(
