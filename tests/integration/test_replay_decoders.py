@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from tests.integration.conftest import SettingsFactory
-from tests.integration.harness import produce, run_cli
+from tests.integration.harness import produce, run_cli, settings_env
 from tests.integration.replay_support import delete_records
 from workers.kafka_clients import client_kwargs
 from workers.loadgen.scenario import ScenarioShape, scenario
@@ -157,3 +160,65 @@ async def test_records_deleted_by_retention_make_every_reader_refuse(
             await asyncio.wait_for(first, 60)
     finally:
         pool.close()
+
+
+_POOL_THEN_WAIT = """
+import os, sys, time
+from workers.replay.decoders import Decoders
+from workers.settings import load_settings
+pool = Decoders(load_settings(), 2)
+pids = {pool.pool.submit(os.getpid).result() for _ in range(8)}
+with open(sys.argv[1] + ".part", "w") as out:
+    out.write(" ".join(map(str, sorted(pids))))
+os.rename(sys.argv[1] + ".part", sys.argv[1])
+time.sleep(120)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _read_within(path: Path, seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} was not written"
+        time.sleep(0.1)
+    return path.read_text()
+
+
+def _gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_running(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "term"])
+async def test_the_decoding_processes_end_with_the_replay_process_whatever_ends_it(
+    settings_factory: SettingsFactory, signum: int, tmp_path: Path
+) -> None:
+    """Killed alone (its pid, not its process group), the replay process takes its
+    decoding processes along; they used to stay, idle, holding memory and connections."""
+    settings = settings_factory()
+    written = tmp_path / "decoders"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _POOL_THEN_WAIT, str(written), env=settings_env(settings)
+    )
+    try:
+        line = await asyncio.to_thread(_read_within, written, 60)
+        decoders = [int(pid) for pid in line.split()]
+        assert decoders and all(_running(pid) for pid in decoders)
+        proc.send_signal(signum)
+        await asyncio.wait_for(proc.wait(), 30)
+        assert await asyncio.to_thread(_gone_within, decoders, 10), decoders
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

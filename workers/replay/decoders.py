@@ -23,8 +23,10 @@ Spawned processes: forking a process that runs an event loop and Kafka clients i
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import shutil
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -124,9 +126,10 @@ _reader: RangeReader | None = None
 _spool: Path | None = None
 
 
-def _start(settings: Settings, spool: Path) -> None:
-    """A decoding process's initializer: its heap policy, its priority, its reader."""
+def _start(settings: Settings, spool: Path, parent: int) -> None:
+    """A decoding process's initializer: its lifetime, heap policy, priority, reader."""
     global _loop, _reader, _spool
+    _die_with(parent)
     keep_freed_heap()
     os.nice(DECODER_NICENESS)
     _loop = asyncio.new_event_loop()
@@ -143,6 +146,25 @@ def read_and_decode(task: ReadTask) -> Handoff:
     return hand_off(decode_chunk_wire(_loop.run_until_complete(_reader.read(task))), _spool)
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """Have Linux kill this process when the replay process ends, however it ends.
+
+    Why: the pool stops its processes only when the replay process exits normally. A
+    replay stopped alone (a SIGTERM or kill -9 of its pid, not of its process group) left
+    them running, idle, with their memory and Kafka connections, for as long as nobody
+    noticed. They have nothing to finish: their chunk files are swept by the next run."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: as before
+        return
+    if os.getppid() != parent:  # it ended before the request was made
+        os._exit(1)
+
+
 class Decoders:
     """The pool of decoding processes."""
 
@@ -153,7 +175,7 @@ class Decoders:
         try:
             self.pool = ProcessPoolExecutor(
                 processes, mp_context=get_context("spawn"), initializer=_start,
-                initargs=(settings, self.spool),
+                initargs=(settings, self.spool, os.getpid()),
             )  # fmt: skip
         except BaseException:
             shutil.rmtree(self.spool, ignore_errors=True)
